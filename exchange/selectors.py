@@ -1,0 +1,127 @@
+"""Read side of the core. Pupil identity is read only through ``pupil_identity``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from exchange.models import (
+    CooperationAgreement,
+    Enrolment,
+    Membership,
+    Organisation,
+    OrganisationKind,
+    Pupil,
+    PupilParent,
+    Role,
+)
+
+AnyUser = User | AnonymousUser
+
+
+def today() -> date:
+    return timezone.localdate()
+
+
+@dataclass(frozen=True)
+class PupilIdentity:
+    national_number: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    address: str
+
+
+def pupil_identity(*, pupil: Pupil) -> PupilIdentity:
+    """The pupil's identification data; the one place that reads them from the row."""
+    return PupilIdentity(
+        national_number=pupil.national_number,
+        first_name=pupil.first_name,
+        last_name=pupil.last_name,
+        birth_date=pupil.birth_date,
+        address=pupil.address,
+    )
+
+
+def membership_list_for_user(*, user: AnyUser) -> QuerySet[Membership]:
+    if not user.is_authenticated:
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user, active=True).select_related("organisation")
+
+
+def organisation_ids_for_user(*, user: AnyUser, roles: set[str] | None = None) -> Any:
+    memberships = membership_list_for_user(user=user)
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return memberships.values("organisation_id")
+
+
+def user_has_role(*, user: AnyUser, organisation: Organisation, roles: set[str]) -> bool:
+    return membership_list_for_user(user=user).filter(organisation=organisation, role__in=roles).exists()
+
+
+def agreement_active_for_school(*, school: Organisation, day: date | None = None) -> CooperationAgreement | None:
+    """S-0: the CLB agreement of ``school`` in force on ``day``."""
+    day = day or today()
+    return (
+        CooperationAgreement.objects.filter(Q(end__isnull=True) | Q(end__gte=day), school=school, start__lte=day)
+        .select_related("clb")
+        .first()
+    )
+
+
+def enrolments_current(*, day: date | None = None) -> QuerySet[Enrolment]:
+    """Enrolments in force on ``day`` or starting later (a registered future enrolment is a relation)."""
+    day = day or today()
+    return Enrolment.objects.filter(Q(end__isnull=True) | Q(end__gte=day))
+
+
+def pupil_list_for_user(*, user: AnyUser, day: date | None = None) -> QuerySet[Pupil]:
+    """Pupils the user's organisations have a relation with (S-0), or the user's own children/self.
+
+    - school staff: pupils with a current enrolment at their school;
+    - CLB staff: pupils enrolled at a school with an agreement with their CLB in force;
+    - a parent: their children; a pupil: themselves.
+    Access to the pupil's file items is decided elsewhere (permissions); this is the
+    identification data that every relation needs.
+    """
+    if not user.is_authenticated:
+        return Pupil.objects.none()
+    day = day or today()
+    school_ids = organisation_ids_for_user(
+        user=user, roles={Role.SCHOOL_DIRECTOR, Role.CARE_TEAM, Role.TEACHER, Role.ADMINISTRATION}
+    )
+    clb_ids = organisation_ids_for_user(user=user, roles={Role.CLB_DIRECTOR, Role.CLB_WORKER, Role.CLB_MEDICAL})
+    current = enrolments_current(day=day)
+    at_own_school = current.filter(pupil=OuterRef("pk"), school_id__in=school_ids)
+    agreements = CooperationAgreement.objects.filter(
+        Q(end__isnull=True) | Q(end__gte=day), start__lte=day, clb_id__in=clb_ids
+    ).values("school_id")
+    at_served_school = current.filter(pupil=OuterRef("pk"), school_id__in=agreements)
+    own_child = PupilParent.objects.filter(pupil=OuterRef("pk"), user=user)
+    return Pupil.objects.filter(
+        Exists(at_own_school) | Exists(at_served_school) | Exists(own_child) | Q(user=user)
+    ).order_by("created_at")
+
+
+def pupil_get_for_user(*, user: AnyUser, pupil_id: Any) -> Pupil | None:
+    return pupil_list_for_user(user=user).filter(pk=pupil_id).first()
+
+
+def enrolment_list_for_user(*, user: AnyUser) -> QuerySet[Enrolment]:
+    """Enrolments of the pupils the user may see, at any school (the school career follows the pupil)."""
+    return Enrolment.objects.filter(pupil__in=pupil_list_for_user(user=user).values("pk")).select_related("school")
+
+
+def organisation_list() -> QuerySet[Organisation]:
+    """Organisations are public register data: name, kind, official number."""
+    return Organisation.objects.all()
+
+
+def organisation_is_school(organisation: Organisation) -> bool:
+    return organisation.kind == OrganisationKind.SCHOOL

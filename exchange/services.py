@@ -1,0 +1,246 @@
+"""Write side of the core: every change to organisations, pupils and enrolments goes here."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from exchange.domain import (
+    NationalNumberError,
+    birth_date_matches_national_number,
+    normalise_national_number,
+    school_year_of,
+)
+from exchange.models import (
+    CooperationAgreement,
+    Enrolment,
+    Membership,
+    Organisation,
+    ParentRelation,
+    Pupil,
+    PupilParent,
+)
+
+
+def _overlaps(*, start: date, end: date | None) -> Q:
+    """Rows whose [start, end] range meets [start, end]; a null end means open."""
+    condition = Q(end__isnull=True) | Q(end__gte=start)
+    if end is not None:
+        condition &= Q(start__lte=end)
+    return condition
+
+
+def organisation_create(*, kind: str, official_number: str, name: str, school_kind: str = "") -> Organisation:
+    organisation = Organisation(kind=kind, official_number=official_number, name=name, school_kind=school_kind)
+    organisation.full_clean()
+    organisation.save()
+    return organisation
+
+
+@transaction.atomic
+def agreement_create(
+    *, school: Organisation, clb: Organisation, start: date, end: date | None = None
+) -> CooperationAgreement:
+    """S-0: start a cooperation agreement; refused when it overlaps another one of the school."""
+    agreement = CooperationAgreement(school=school, clb=clb, start=start, end=end)
+    agreement.full_clean(validate_constraints=False)
+    # Lock the school so that two concurrent agreements cannot both pass the overlap check.
+    Organisation.objects.select_for_update().filter(pk=school.pk).first()
+    clash = CooperationAgreement.objects.filter(_overlaps(start=start, end=end), school=school).first()
+    if clash is not None:
+        raise ValidationError(
+            {
+                "start": _(
+                    "S-0: %(school)s already works with %(clb)s from %(start)s%(until)s; "
+                    "a school works with one CLB at a time. End that agreement first."
+                )
+                % {
+                    "school": school.name,
+                    "clb": clash.clb.name,
+                    "start": clash.start.isoformat(),
+                    "until": f" until {clash.end.isoformat()}" if clash.end else "",
+                }
+            }
+        )
+    agreement.save()
+    return agreement
+
+
+@transaction.atomic
+def agreement_end(*, agreement: CooperationAgreement, end: date) -> CooperationAgreement:
+    agreement.end = end
+    agreement.full_clean(validate_constraints=False)
+    agreement.save(update_fields=["end"])
+    return agreement
+
+
+def membership_grant(*, user: User, organisation: Organisation, role: str) -> Membership:
+    membership, _created = Membership.objects.get_or_create(
+        user=user, organisation=organisation, role=role, defaults={"active": True}
+    )
+    if not membership.active:
+        membership.active = True
+        membership.save(update_fields=["active"])
+    membership.full_clean()
+    return membership
+
+
+def membership_revoke(*, membership: Membership) -> Membership:
+    membership.active = False
+    membership.save(update_fields=["active"])
+    return membership
+
+
+def pupil_register(
+    *,
+    national_number: str,
+    first_name: str,
+    last_name: str,
+    birth_date: date,
+    address: str = "",
+) -> Pupil:
+    """Register a pupil; the national number must be a valid rijksregisternummer or bis number."""
+    try:
+        number = normalise_national_number(national_number)
+    except NationalNumberError as exc:
+        raise ValidationError({"national_number": str(exc)}) from None
+    if not birth_date_matches_national_number(number, birth_date):
+        raise ValidationError({"birth_date": _("The birth date does not match the national number.")})
+    if not first_name.strip() or not last_name.strip():
+        raise ValidationError({"first_name": _("First and last name are required.")})
+    if Pupil.objects.filter(national_number=number).exists():
+        raise ValidationError({"national_number": _("A pupil with this national number is already registered.")})
+    pupil = Pupil(
+        national_number=number,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        birth_date=birth_date,
+        address=address.strip(),
+    )
+    pupil.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            pupil.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"national_number": _("A pupil with this national number is already registered.")}
+        ) from None
+    return pupil
+
+
+def parent_add(
+    *,
+    pupil: Pupil,
+    first_name: str,
+    last_name: str,
+    email: str = "",
+    relation: str = ParentRelation.PARENT,
+    user: User | None = None,
+) -> PupilParent:
+    parent = PupilParent(
+        pupil=pupil, first_name=first_name, last_name=last_name, email=email, relation=relation, user=user
+    )
+    parent.full_clean()
+    parent.save()
+    return parent
+
+
+@transaction.atomic
+def enrolment_register(
+    *,
+    pupil: Pupil,
+    school: Organisation,
+    level: str,
+    start: date,
+    end: date | None = None,
+    school_year: str | None = None,
+    registered_by: User | None = None,
+) -> Enrolment:
+    """Enrol a pupil at a school; at most one enrolment per pupil and level at a time."""
+    enrolment = Enrolment(
+        pupil=pupil,
+        school=school,
+        level=level,
+        start=start,
+        end=end,
+        school_year=school_year or school_year_of(start),
+        created_by=registered_by,
+    )
+    enrolment.full_clean(validate_constraints=False)
+    # Lock the pupil row: two schools registering the same pupil at once must not both pass.
+    Pupil.objects.select_for_update().filter(pk=pupil.pk).first()
+    clash = (
+        Enrolment.objects.filter(_overlaps(start=start, end=end), pupil=pupil, level=level)
+        .select_related("school")
+        .first()
+    )
+    if clash is not None:
+        raise ValidationError(
+            {
+                "start": _(
+                    "The pupil is already enrolled in %(level)s at %(school)s from %(start)s%(until)s; "
+                    "end that enrolment before this one starts."
+                )
+                % {
+                    "level": level,
+                    "school": clash.school.name,
+                    "start": clash.start.isoformat(),
+                    "until": f" until {clash.end.isoformat()}" if clash.end else "",
+                }
+            }
+        )
+    enrolment.save()
+    return enrolment
+
+
+@transaction.atomic
+def enrolment_end(*, enrolment: Enrolment, end: date) -> Enrolment:
+    enrolment.end = end
+    enrolment.full_clean(validate_constraints=False)
+    # A later enrolment at the same level may exist only if this one ends before it.
+    later = Enrolment.objects.filter(pupil=enrolment.pupil, level=enrolment.level, start__lte=end).exclude(
+        pk=enrolment.pk
+    )
+    if later.filter(start__gte=enrolment.start).exists():
+        raise ValidationError({"end": _("The end date overlaps a later enrolment of the pupil.")})
+    enrolment.save(update_fields=["end"])
+    return enrolment
+
+
+def pupil_find_or_register(
+    *,
+    national_number: str,
+    first_name: str | None,
+    last_name: str | None,
+    birth_date: date | None,
+    address: str = "",
+) -> Pupil:
+    """The pupil with this national number, or a newly registered one.
+
+    For a known pupil a given birth date must match; the names an enrolling school types are not
+    compared (spelling varies) and never overwrite the registered identity.
+    """
+    number = normalise_national_number(national_number)
+    pupil = Pupil.objects.filter(national_number=number).first()
+    if pupil is not None:
+        if birth_date is not None and pupil.birth_date != birth_date:
+            raise ValidationError({"birth_date": _("The birth date does not match the registered pupil.")})
+        return pupil
+    missing = [
+        name
+        for name, value in (("first_name", first_name), ("last_name", last_name), ("birth_date", birth_date))
+        if not value
+    ]
+    if missing:
+        raise ValidationError(
+            {name: _("Required for a pupil who is not yet registered on the platform.") for name in missing}
+        )
+    assert first_name is not None and last_name is not None and birth_date is not None  # noqa: S101
+    return pupil_register(
+        national_number=number, first_name=first_name, last_name=last_name, birth_date=birth_date, address=address
+    )

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from exchange import apis
+
+urlpatterns = [
+    path("me", apis.MeApi.as_view(), name="me"),
+    path("organisations", apis.OrganisationListApi.as_view(), name="organisation-list"),
+    path("organisations/<uuid:organisation_id>", apis.OrganisationDetailApi.as_view(), name="organisation-detail"),
+    path("agreements", apis.AgreementListApi.as_view(), name="agreement-list"),
+    path("agreements/create", apis.AgreementCreateApi.as_view(), name="agreement-create"),
+    path("agreements/<uuid:agreement_id>/end", apis.AgreementEndApi.as_view(), name="agreement-end"),
+    path("pupils", apis.PupilListApi.as_view(), name="pupil-list"),
+    path("pupils/<uuid:pupil_id>", apis.PupilDetailApi.as_view(), name="pupil-detail"),
+    path("pupils/<uuid:pupil_id>/parents", apis.PupilParentCreateApi.as_view(), name="pupil-parent-create"),
+    path("enrolments", apis.EnrolmentListApi.as_view(), name="enrolment-list"),
+    path("enrolments/create", apis.EnrolmentCreateApi.as_view(), name="enrolment-create"),
+    path("enrolments/<uuid:enrolment_id>/end", apis.EnrolmentEndApi.as_view(), name="enrolment-end"),
+]

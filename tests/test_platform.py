@@ -1,0 +1,124 @@
+"""Platform wiring: schema current, compose file, demo data, health endpoint."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from config.celery import app as celery_app
+from exchange.models import Enrolment, Membership, Organisation, Pupil, PupilParent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_openapi_schema_is_current(tmp_path: Path) -> None:
+    generated = tmp_path / "openapi.yaml"
+    call_command("spectacular", "--file", str(generated), "--validate", "--fail-on-warn")
+    committed = ROOT / "api_schema" / "openapi.yaml"
+    assert generated.read_text() == committed.read_text(), (
+        "api_schema/openapi.yaml is out of date: run ./scripts/schema"
+    )
+
+
+def test_schema_documents_the_error_shape_on_every_operation() -> None:
+    schema = yaml.safe_load((ROOT / "api_schema" / "openapi.yaml").read_text())
+    assert "Error" in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "401" in operation["responses"], (method, path)
+            if method == "post":
+                assert "400" in operation["responses"], (method, path)
+
+
+@pytest.mark.django_db
+def test_docs_pages_list_the_operations() -> None:
+    client = Client()
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/enrolments/create" in schema.content
+
+
+def test_docker_compose_wiring() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "beat", "db", "broker"} <= set(services)
+    assert "gunicorn" in " ".join(services["web"]["command"])
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1, "exactly one beat"
+    assert "beat" in " ".join(services["beat"]["command"])
+    for name in ("db", "broker", "web"):
+        assert "healthcheck" in services[name], name
+    for name in ("web", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        assert depends["db"]["condition"] == "service_healthy"
+        assert depends["broker"]["condition"] == "service_healthy"
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://")
+        assert env["CELERY_BROKER_URL"].startswith("amqp://")
+        assert env["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    assert services["db"]["image"].startswith("postgres:")
+    assert services["broker"]["image"].startswith("rabbitmq:")
+    assert set(compose["volumes"]) >= {"pgdata", "rabbitmq", "media"}
+    assert (ROOT / "Dockerfile").is_file()
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_the_personas_and_is_idempotent() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    counts = [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership)]
+    call_command("seed_demo", stdout=io.StringIO())
+    assert [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership)] == counts
+    assert counts[0] == 6
+    assert counts[1] == 2
+    text = out.getvalue()
+    for login in (
+        "care.a",
+        "teacher.lotte",
+        "teacher.other",
+        "worker.x",
+        "worker.x.other",
+        "doctor.x",
+        "coach.n",
+        "lotte",
+    ):
+        assert login in text
+    assert "Token" in text
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker() -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+@pytest.mark.django_db
+def test_healthz_answers_503_when_the_broker_is_down() -> None:
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "amqp://guest:guest@127.0.0.1:1//"
+    try:
+        response = Client().get("/healthz")
+    finally:
+        celery_app.conf.broker_url = previous
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] == "down"
+
+
+@override_settings(DEBUG=False)
+def test_production_settings_refuse_the_development_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    sys.modules.pop("config.settings.production", None)
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY"):
+        importlib.import_module("config.settings.production")
