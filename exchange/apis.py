@@ -217,8 +217,8 @@ def _pupil_data(pupil: Pupil) -> dict[str, Any]:
         "last_name": identity.last_name,
         "birth_date": identity.birth_date,
         "address": identity.address,
-        "age": pupil.age_on(day),
-        "presumed_capable": pupil.is_presumed_capable(day),
+        "age": identity.age_on(day),
+        "presumed_capable": identity.is_presumed_capable(day),
     }
 
 

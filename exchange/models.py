@@ -14,13 +14,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from exchange.domain import (
-    CAPACITY_PRESUMPTION_AGE,
-    age_on,
-    school_year_of,
-    school_year_pattern,
-)
+from exchange.domain import school_year_of, school_year_pattern
 
 
 class OrganisationKind(models.TextChoices):
@@ -182,17 +178,20 @@ class Membership(models.Model):
 
 
 class Pupil(models.Model):
-    """A pupil. Identity fields are reached through ``exchange.selectors.pupil_identity``.
+    """A pupil. Identity (names, national number, birth date, address) is stored only encrypted.
 
-    Capacity (CAP-1) is computed from the birth date on the day of a decision, never stored.
+    ``identity_ciphertext`` is AES-256-GCM under a per-pupil DEK, bound to the pupil id; the DEK is
+    wrapped under the platform identity KEK (``exchange.identity``). ``national_number_index`` is an
+    HMAC blind index for exact lookup. Read and write identity only through
+    ``exchange.identity``; capacity (CAP-1) is computed from the decrypted birth date on the day of
+    a decision, never stored.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    national_number = models.CharField(max_length=11, unique=True)
-    first_name = models.CharField(max_length=100)
-    last_name = models.CharField(max_length=100)
-    birth_date = models.DateField()
-    address = models.CharField(max_length=300, blank=True, default="")
+    national_number_index = models.CharField(max_length=64, unique=True)
+    identity_ciphertext = models.BinaryField()
+    identity_wrapped_dek = models.BinaryField()
+    identity_kek_version = models.PositiveIntegerField()
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="pupil"
     )
@@ -203,13 +202,6 @@ class Pupil(models.Model):
 
     def __str__(self) -> str:
         return f"Pupil {self.id}"
-
-    def age_on(self, day: date) -> int:
-        return age_on(self.birth_date, day)
-
-    def is_presumed_capable(self, day: date) -> bool:
-        """CAP-1: presumed capable from 12 on the day of the decision."""
-        return self.age_on(day) >= CAPACITY_PRESUMPTION_AGE
 
 
 class ParentRelation(models.TextChoices):
@@ -299,7 +291,6 @@ class Enrolment(models.Model):
 
 # django-guardian object permissions with direct foreign keys (not the generic
 # content-type/object_pk tables): joins stay indexed and a deleted row takes its permissions with it.
-from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase  # noqa: E402
 
 
 class PupilUserObjectPermission(UserObjectPermissionBase):
@@ -311,6 +302,218 @@ class PupilUserObjectPermission(UserObjectPermissionBase):
 
 class PupilGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Pupil, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class Category(models.TextChoices):
+    """DOMAIN.md data categories: the category decides how an item moves."""
+
+    IDENTIFICATION = "identification", _("Identificatie")
+    VACCINATION = "vaccination", _("Vaccinatie")
+    MEDICAL = "medical", _("Medisch")
+    ATTENDANCE = "attendance", _("Leerplicht en afwezigheden")
+    REPORT = "report", _("Verslag")
+    GUIDANCE = "guidance", _("Begeleiding")
+    CAREER = "career", _("Onderwijsloopbaan")
+    DISCIPLINE = "discipline", _("Tucht")
+    SCHOOL_HEALTH = "school_health", _("Gezondheid (school)")
+    NAFT_PROGRESS = "naft_progress", _("NAFT-voortgang")
+
+
+# Which kind of organisation holds items of a category (DOMAIN.md, "Data categories").
+HOLDERS_BY_CATEGORY: dict[str, frozenset[str]] = {
+    Category.IDENTIFICATION: frozenset({OrganisationKind.CLB, OrganisationKind.SCHOOL}),
+    Category.VACCINATION: frozenset({OrganisationKind.CLB}),
+    Category.MEDICAL: frozenset({OrganisationKind.CLB}),
+    Category.ATTENDANCE: frozenset({OrganisationKind.CLB, OrganisationKind.SCHOOL}),
+    Category.REPORT: frozenset({OrganisationKind.CLB, OrganisationKind.SCHOOL}),
+    Category.GUIDANCE: frozenset({OrganisationKind.CLB}),
+    Category.CAREER: frozenset({OrganisationKind.SCHOOL}),
+    Category.DISCIPLINE: frozenset({OrganisationKind.SCHOOL}),
+    Category.SCHOOL_HEALTH: frozenset({OrganisationKind.SCHOOL}),
+    Category.NAFT_PROGRESS: frozenset({OrganisationKind.NAFT}),
+}
+HEALTH_CATEGORIES = frozenset({Category.VACCINATION, Category.MEDICAL, Category.SCHOOL_HEALTH})
+
+
+class ItemKind(models.TextChoices):
+    VERSLAG = "verslag", _("Verslag")
+    GEMOTIVEERD_VERSLAG = "gemotiveerd_verslag", _("Gemotiveerd verslag")
+    NOTE = "note", _("Notitie")
+    DOCUMENT = "document", _("Document")
+    RECORD = "record", _("Gestructureerd gegeven")
+
+
+REPORT_KINDS = frozenset({ItemKind.VERSLAG, ItemKind.GEMOTIVEERD_VERSLAG})
+
+
+class ClbDossier(models.Model):
+    """T-CLB-6: the one multidisciplinary dossier (MDD) of a pupil; it follows the pupil to a new CLB."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.OneToOneField(Pupil, on_delete=models.PROTECT, related_name="clb_dossier")
+    clb = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="clb_dossiers")
+    opened_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"MDD of pupil {self.pupil_id}"
+
+
+class PupilItem(models.Model):
+    """One stored item of a pupil's file. Its content lives in encrypted ``ItemVersion`` rows.
+
+    Metadata here (category, kind, flags, dates) are not pupil content; the title, body, file and
+    file name are, and are encrypted per version.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.ForeignKey(Pupil, on_delete=models.PROTECT, related_name="items")
+    holder = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="held_items")
+    dossier = models.ForeignKey(ClbDossier, null=True, blank=True, on_delete=models.PROTECT, related_name="items")
+    category = models.CharField(max_length=20, choices=Category.choices)
+    kind = models.CharField(max_length=20, choices=ItemKind.choices)
+    health = models.BooleanField(default=False)
+    third_party_confidential = models.BooleanField(default=False)
+    about_others_only = models.BooleanField(default=False)
+    withheld_from_parents = models.BooleanField(default=False)
+    harmful_now = models.BooleanField(default=False)
+    for_judiciary = models.BooleanField(default=False)
+    report_type = models.CharField(
+        max_length=40, blank=True, default="", help_text=_("For a (gemotiveerd) verslag: its type, e.g. type 9.")
+    )
+    report_valid_from = models.DateField(null=True, blank=True)
+    report_valid_until = models.DateField(null=True, blank=True)
+    current_version = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    shredded_at = models.DateTimeField(null=True, blank=True)
+    shredded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    shred_reason = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["pupil", "holder"], name="item_pupil_holder_idx"),
+            models.Index(fields=["holder", "category"], name="item_holder_category_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(category__in=list(HEALTH_CATEGORIES)) | Q(health=True),
+                name="item_health_categories_are_flagged",
+            ),
+            models.CheckConstraint(
+                condition=Q(report_valid_until__isnull=True)
+                | Q(report_valid_from__isnull=True)
+                | Q(report_valid_until__gte=F("report_valid_from")),
+                name="item_report_dates_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} item {self.id}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.holder_id and self.holder.kind not in HOLDERS_BY_CATEGORY.get(self.category, frozenset()):
+            errors["category"] = str(
+                _("A %(kind)s does not hold %(category)s items.")
+                % {"kind": self.holder.kind, "category": self.category}
+            )
+        if self.kind in REPORT_KINDS and self.category != Category.REPORT:
+            errors["kind"] = str(_("A verslag or gemotiveerd verslag has category 'report'."))
+        if self.category == Category.REPORT and self.kind not in REPORT_KINDS:
+            errors["kind"] = str(_("A report item is a verslag or a gemotiveerd verslag."))
+        if self.kind in REPORT_KINDS and not self.report_type:
+            errors["report_type"] = str(_("A verslag records its type."))
+        if self.kind in REPORT_KINDS and not self.report_valid_from:
+            errors["report_valid_from"] = str(_("A verslag records the date from which it applies."))
+        if self.report_valid_from and self.report_valid_until and self.report_valid_until < self.report_valid_from:
+            errors["report_valid_until"] = str(_("The end date lies before the start date."))
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_shredded(self) -> bool:
+        return self.shredded_at is not None
+
+
+class ItemVersion(models.Model):
+    """One immutable version of an item: ciphertexts only, under this version's own DEK."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    item = models.ForeignKey(PupilItem, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    title_ciphertext = models.BinaryField()
+    body_ciphertext = models.BinaryField(null=True, blank=True)
+    file_blob = models.CharField(
+        max_length=200, blank=True, default="", help_text=_("Storage name of the encrypted file")
+    )
+    file_name_ciphertext = models.BinaryField(null=True, blank=True)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
+    file_content_type = models.CharField(max_length=100, blank=True, default="")
+    authored_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    authored_on = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "version"], name="item_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="item_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} v{self.version}"
+
+
+class WrappedKey(models.Model):
+    """A version's DEK wrapped under one organisation's KEK. No row, no decryption."""
+
+    id = models.BigAutoField(primary_key=True)
+    item_version = models.ForeignKey(ItemVersion, on_delete=models.CASCADE, related_name="wrapped_keys")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="wrapped_keys")
+    kek_version = models.PositiveIntegerField()
+    wrapped_dek = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item_version", "organisation"], name="wrapped_key_unique_per_org"),
+        ]
+        indexes = [models.Index(fields=["kek_version", "id"], name="wrapped_key_rotation_idx")]
+
+    def __str__(self) -> str:
+        return f"wrap of {self.item_version_id} for {self.organisation_id} (KEK v{self.kek_version})"
+
+
+class IntegrityFailure(models.Model):
+    """A ciphertext or wrap that failed authentication: refused, never returned, and recorded here."""
+
+    id = models.BigAutoField(primary_key=True)
+    item_version = models.ForeignKey(ItemVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+    pupil = models.ForeignKey(Pupil, null=True, on_delete=models.SET_NULL, related_name="+")
+    organisation = models.ForeignKey(Organisation, null=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    part = models.CharField(max_length=20, help_text=_("wrap, title, body, file, file_name or identity"))
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"integrity failure ({self.part}) at {self.detected_at}"
+
+
+class PupilItemUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(PupilItem, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class PupilItemGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(PupilItem, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False

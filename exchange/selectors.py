@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -10,6 +9,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from exchange.identity import PupilIdentity, SealedIdentity, identity_open
 from exchange.models import (
     CooperationAgreement,
     Enrolment,
@@ -28,24 +28,20 @@ def today() -> date:
     return timezone.localdate()
 
 
-@dataclass(frozen=True)
-class PupilIdentity:
-    national_number: str
-    first_name: str
-    last_name: str
-    birth_date: date
-    address: str
-
-
 def pupil_identity(*, pupil: Pupil) -> PupilIdentity:
-    """The pupil's identification data; the one place that reads them from the row."""
-    return PupilIdentity(
-        national_number=pupil.national_number,
-        first_name=pupil.first_name,
-        last_name=pupil.last_name,
-        birth_date=pupil.birth_date,
-        address=pupil.address,
-    )
+    """The pupil's decrypted identification data, cached on the instance for this request."""
+    cached: PupilIdentity | None = getattr(pupil, "_identity", None)
+    if cached is None:
+        cached = identity_open(
+            pupil_id=pupil.id,
+            sealed=SealedIdentity(
+                ciphertext=bytes(pupil.identity_ciphertext),
+                wrapped_dek=bytes(pupil.identity_wrapped_dek),
+                kek_version=pupil.identity_kek_version,
+            ),
+        )
+        pupil._identity = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def membership_list_for_user(*, user: AnyUser) -> QuerySet[Membership]:
@@ -125,3 +121,24 @@ def organisation_list() -> QuerySet[Organisation]:
 
 def organisation_is_school(organisation: Organisation) -> bool:
     return organisation.kind == OrganisationKind.SCHOOL
+
+
+def pupil_has_relation(*, pupil: Pupil, organisation: Organisation, day: date | None = None) -> bool:
+    """S-0: whether ``organisation`` has a relation with the pupil that lets it hold items about them."""
+    day = day or today()
+    current = enrolments_current(day=day).filter(pupil=pupil)
+    if organisation.kind == OrganisationKind.SCHOOL:
+        return current.filter(school=organisation).exists()
+    if organisation.kind == OrganisationKind.CLB:
+        served = CooperationAgreement.objects.filter(
+            Q(end__isnull=True) | Q(end__gte=day), start__lte=day, clb=organisation
+        ).values("school_id")
+        return current.filter(school_id__in=served).exists() or pupil_dossier_held_by(pupil=pupil, clb=organisation)
+    # NAFT providers relate to a pupil through a trajectory (NAFT issue); none exist yet.
+    return False
+
+
+def pupil_dossier_held_by(*, pupil: Pupil, clb: Organisation) -> bool:
+    from exchange.models import ClbDossier
+
+    return ClbDossier.objects.filter(pupil=pupil, clb=clb).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 from django.contrib.auth.models import User
@@ -16,6 +17,7 @@ from exchange.domain import (
     normalise_national_number,
     school_year_of,
 )
+from exchange.identity import PupilIdentity, identity_seal, national_number_index
 from exchange.models import (
     CooperationAgreement,
     Enrolment,
@@ -25,6 +27,7 @@ from exchange.models import (
     Pupil,
     PupilParent,
 )
+from exchange.selectors import pupil_identity
 
 
 def _overlaps(*, start: date, end: date | None) -> Q:
@@ -104,7 +107,10 @@ def pupil_register(
     birth_date: date,
     address: str = "",
 ) -> Pupil:
-    """Register a pupil; the national number must be a valid rijksregisternummer or bis number."""
+    """Register a pupil; the national number must be a valid rijksregisternummer or bis number.
+
+    The identity is stored only encrypted (``exchange.identity``), findable by a blind index.
+    """
     try:
         number = normalise_national_number(national_number)
     except NationalNumberError as exc:
@@ -113,19 +119,24 @@ def pupil_register(
         raise ValidationError({"birth_date": _("The birth date does not match the national number.")})
     if not first_name.strip() or not last_name.strip():
         raise ValidationError({"first_name": _("First and last name are required.")})
-    if Pupil.objects.filter(national_number=number).exists():
+    index = national_number_index(number)
+    if Pupil.objects.filter(national_number_index=index).exists():
         raise ValidationError({"national_number": _("A pupil with this national number is already registered.")})
-    pupil = Pupil(
+    pupil = Pupil(id=uuid.uuid4(), national_number_index=index)
+    identity = PupilIdentity(
         national_number=number,
         first_name=first_name.strip(),
         last_name=last_name.strip(),
         birth_date=birth_date,
         address=address.strip(),
     )
-    pupil.full_clean(validate_unique=False)
+    sealed = identity_seal(pupil_id=pupil.id, identity=identity)
+    pupil.identity_ciphertext = sealed.ciphertext
+    pupil.identity_wrapped_dek = sealed.wrapped_dek
+    pupil.identity_kek_version = sealed.kek_version
     try:
         with transaction.atomic():
-            pupil.save()
+            pupil.save(force_insert=True)
     except IntegrityError:
         raise ValidationError(
             {"national_number": _("A pupil with this national number is already registered.")}
@@ -226,9 +237,9 @@ def pupil_find_or_register(
     compared (spelling varies) and never overwrite the registered identity.
     """
     number = normalise_national_number(national_number)
-    pupil = Pupil.objects.filter(national_number=number).first()
+    pupil = Pupil.objects.filter(national_number_index=national_number_index(number)).first()
     if pupil is not None:
-        if birth_date is not None and pupil.birth_date != birth_date:
+        if birth_date is not None and pupil_identity(pupil=pupil).birth_date != birth_date:
             raise ValidationError({"birth_date": _("The birth date does not match the registered pupil.")})
         return pupil
     missing = [

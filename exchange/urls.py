@@ -16,3 +16,14 @@ urlpatterns = [
     path("enrolments/create", apis.EnrolmentCreateApi.as_view(), name="enrolment-create"),
     path("enrolments/<uuid:enrolment_id>/end", apis.EnrolmentEndApi.as_view(), name="enrolment-end"),
 ]
+
+from exchange import item_apis  # noqa: E402
+
+urlpatterns += [
+    path("pupils/<uuid:pupil_id>/items", item_apis.PupilItemListApi.as_view(), name="pupil-item-list"),
+    path("pupils/<uuid:pupil_id>/items/create", item_apis.PupilItemCreateApi.as_view(), name="pupil-item-create"),
+    path("items/<uuid:item_id>", item_apis.ItemDetailApi.as_view(), name="item-detail"),
+    path("items/<uuid:item_id>/file", item_apis.ItemFileApi.as_view(), name="item-file"),
+    path("items/<uuid:item_id>/versions", item_apis.ItemVersionCreateApi.as_view(), name="item-version-create"),
+    path("items/<uuid:item_id>/shred", item_apis.ItemShredApi.as_view(), name="item-shred"),
+]

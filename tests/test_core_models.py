@@ -12,6 +12,7 @@ from django.utils import timezone
 from exchange import services
 from exchange.domain import age_on, national_number_for, normalise_national_number, school_year_of
 from exchange.models import CooperationAgreement, Enrolment, Level, Organisation, OrganisationKind, Role, SchoolKind
+from exchange.selectors import pupil_identity
 from tests.factories import PupilFactory, UserFactory, years_ago
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.django_db
 def test_cap1_capacity_presumed_from_the_twelfth_birthday() -> None:
     """CAP-1: computed from the birth date on the day of the decision, not stored."""
     pupil = PupilFactory(birth_date=date(2014, 6, 10))
-    assert not pupil.is_presumed_capable(date(2026, 6, 9))
-    assert pupil.is_presumed_capable(date(2026, 6, 10))
+    identity = pupil_identity(pupil=pupil)
+    assert not identity.is_presumed_capable(date(2026, 6, 9))
+    assert identity.is_presumed_capable(date(2026, 6, 10))
     assert age_on(date(2012, 2, 29), date(2024, 2, 28)) == 11
     assert age_on(date(2012, 2, 29), date(2024, 2, 29)) == 12
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from exchange.crypto.keyring import DEVELOPMENT_BLIND_INDEX_KEY, DEVELOPMENT_KEKS
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -152,7 +154,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "OrganisationKindEnum": "exchange.models.OrganisationKind.choices",
+        "ItemKindEnum": "exchange.models.ItemKind.choices",
+        "SchoolKindEnum": "exchange.models.SchoolKind.choices",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api_schema.hooks.add_error_responses",
@@ -186,10 +192,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Keyring (exchange/crypto): versioned KEKs and the blind-index key. The defaults are the
 # development keys; production.py refuses to start with them.
-LP_KEKS = env_secret("LP_KEKS", "") or ""
-LP_BLIND_INDEX_KEY = env_secret("LP_BLIND_INDEX_KEY", "") or ""
+LP_KEKS = env_secret("LP_KEKS", "") or DEVELOPMENT_KEKS
+LP_BLIND_INDEX_KEY = env_secret("LP_BLIND_INDEX_KEY", "") or DEVELOPMENT_BLIND_INDEX_KEY
 
 LP_MAX_UPLOAD_BYTES = env.int("LP_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+LP_STREAM_SEGMENT_BYTES = 1 << 20
+# Uploads go through exchange.uploads.SealingUploadHandler only: plaintext never touches disk.
+FILE_UPLOAD_HANDLERS = ["exchange.uploads.SealingUploadHandler"]
 
 EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="leerlingenpaspoort@localhost")

@@ -2,6 +2,8 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
+from exchange.crypto.keyring import LocalKeyring
+
 from .base import *  # noqa: F403
 from .base import DEVELOPMENT_SECRET_KEY, LP_BLIND_INDEX_KEY, LP_KEKS, SECRET_KEY, env
 
@@ -10,8 +12,11 @@ DEBUG = False
 if SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 40:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set to a strong secret.")
 
-if not LP_KEKS or not LP_BLIND_INDEX_KEY:
-    raise ImproperlyConfigured("LP_KEKS and LP_BLIND_INDEX_KEY (or their *_FILE variants) must be set in production.")
+if LocalKeyring.from_strings(keks=LP_KEKS, blind_index_key=LP_BLIND_INDEX_KEY).is_development():
+    raise ImproperlyConfigured(
+        "LP_KEKS and LP_BLIND_INDEX_KEY (or their *_FILE variants) must be set to production keys, "
+        "not the development keyring: generate them with manage.py keyring_generate."
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from exchange.domain import national_number_for, school_year_of
 from exchange.models import Enrolment, Pupil
+from exchange.selectors import pupil_identity
 from tests.conftest import start_of_school_year
 from tests.factories import years_ago
 
@@ -157,7 +158,7 @@ def test_new_pupil_without_names_gets_400_naming_the_fields(world) -> None:
 
 
 def test_overlapping_enrolment_gets_400_and_nothing_is_stored(world) -> None:
-    payload = enrol_payload(world, national_number=world.lotte.national_number)
+    payload = enrol_payload(world, national_number=pupil_identity(pupil=world.lotte).national_number)
     for key in ("first_name", "last_name", "birth_date"):
         payload.pop(key)
     response = world.client("admin_b").post("/api/v1/enrolments/create", payload, format="json")
@@ -167,7 +168,9 @@ def test_overlapping_enrolment_gets_400_and_nothing_is_stored(world) -> None:
 
 
 def test_wrong_birth_date_for_known_pupil_gets_400(world) -> None:
-    payload = enrol_payload(world, national_number=world.lotte.national_number, birth_date="2001-01-01")
+    payload = enrol_payload(
+        world, national_number=pupil_identity(pupil=world.lotte).national_number, birth_date="2001-01-01"
+    )
     response = world.client("admin_b").post("/api/v1/enrolments/create", payload, format="json")
     assert response.status_code == 400
     assert "birth_date" in error_of(response)["fields"]

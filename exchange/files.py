@@ -1,0 +1,406 @@
+"""Pupil file items: create, version, read, stream and crypto-shred, all under envelope encryption.
+
+Each version has a fresh DEK. Title, body and file name are ``aead.encrypt`` blobs, the file a
+``aead.encrypt_stream`` stream in the file storage; all with associated data binding them to the
+item id, version number, category and purpose, so a ciphertext moved to another row or version
+fails to decrypt. The DEK exists only wrapped, once per organisation that may read the version
+(``WrappedKey``); no wrap, no decryption.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+from exchange.crypto import aead
+from exchange.crypto.aead import CryptoIntegrityError
+from exchange.crypto.keyring import KeyringError, keyring_from_settings, wrap_aad
+from exchange.filetypes import sanitise_file_name, sniff_content_type
+from exchange.models import (
+    HEALTH_CATEGORIES,
+    ClbDossier,
+    IntegrityFailure,
+    ItemVersion,
+    Organisation,
+    OrganisationKind,
+    Pupil,
+    PupilItem,
+    WrappedKey,
+)
+from exchange.uploads import SealedUpload
+
+logger = logging.getLogger(__name__)
+
+MAX_TITLE_CHARS = 300
+MAX_BODY_CHARS = 200_000
+
+
+class ItemIntegrityError(APIException):
+    """A stored ciphertext or wrapped key failed authentication; nothing of it is returned."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "integrity_failure"
+    default_detail = "The stored content failed its integrity check and is not shown. The failure has been recorded."
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DecryptedVersion:
+    version: ItemVersion
+    title: str
+    body: str | None
+    file: FileInfo | None
+
+
+def _aad(item: PupilItem, version: int, purpose: str) -> bytes:
+    return aead.item_aad(purpose=purpose, item_id=str(item.id), version=version, category=item.category)
+
+
+def _wrap_aad(item: PupilItem, version: int, organisation_id: uuid.UUID) -> bytes:
+    return wrap_aad(item_id=f"{item.id}/v{version}", org_id=str(organisation_id))
+
+
+class _IterReader(io.RawIOBase):
+    """A read-only file over an iterator of byte strings, so storages can stream it."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def _check_text(*, title: str, body: str | None) -> None:
+    errors: dict[str, str] = {}
+    if not title.strip():
+        errors["title"] = _("A title is required.")
+    elif len(title) > MAX_TITLE_CHARS:
+        errors["title"] = _("A title has at most %(n)s characters.") % {"n": MAX_TITLE_CHARS}
+    if body is not None and len(body) > MAX_BODY_CHARS:
+        errors["body"] = _("A text body has at most %(n)s characters; attach longer texts as a file.") % {
+            "n": MAX_BODY_CHARS
+        }
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_upload(upload: SealedUpload | None) -> str | None:
+    if upload is None:
+        return None
+    content_type = sniff_content_type(upload.head)
+    if content_type is None:
+        raise ValidationError(
+            {"file": _("This file type is not accepted: upload a PDF, PNG, JPEG, DOCX, ODT or plain text file.")}
+        )
+    return content_type
+
+
+def _version_create(
+    *,
+    item: PupilItem,
+    number: int,
+    title: str,
+    body: str | None,
+    upload: SealedUpload | None,
+    content_type: str | None,
+    authored_on: date,
+    author: Any,
+    readers: Iterable[uuid.UUID],
+) -> ItemVersion:
+    dek = aead.new_dek()
+    version = ItemVersion(
+        id=uuid.uuid4(),
+        item=item,
+        version=number,
+        title_ciphertext=aead.encrypt(dek=dek, plaintext=title.encode(), aad=_aad(item, number, "title")),
+        body_ciphertext=(
+            aead.encrypt(dek=dek, plaintext=body.encode(), aad=_aad(item, number, "body")) if body is not None else None
+        ),
+        authored_by=author,
+        authored_on=authored_on,
+    )
+    if upload is not None and content_type is not None:
+        safe_name = sanitise_file_name(upload.name or "", content_type)
+        stream = aead.encrypt_stream(
+            dek=dek,
+            chunks=upload.chunks(),
+            aad=_aad(item, number, "file"),
+            segment_size=settings.LP_STREAM_SEGMENT_BYTES,
+        )
+        # The stored name carries no pupil data: ids only.
+        blob = File(_IterReader(stream))  # type: ignore[arg-type]
+        version.file_blob = default_storage.save(f"items/{item.id}/{version.id}.bin", blob)
+        version.file_name_ciphertext = aead.encrypt(
+            dek=dek, plaintext=safe_name.encode(), aad=_aad(item, number, "file_name")
+        )
+        version.file_size = upload.size
+        version.file_content_type = content_type
+    version.save(force_insert=True)
+    keyring = keyring_from_settings()
+    wraps = []
+    for organisation_id in set(readers):
+        kek_version, wrapped = keyring.wrap(
+            org_id=str(organisation_id), dek=dek, aad=_wrap_aad(item, number, organisation_id)
+        )
+        wraps.append(
+            WrappedKey(
+                item_version=version, organisation_id=organisation_id, kek_version=kek_version, wrapped_dek=wrapped
+            )
+        )
+    WrappedKey.objects.bulk_create(wraps)
+    return version
+
+
+@transaction.atomic
+def item_create(
+    *,
+    pupil: Pupil,
+    holder: Organisation,
+    category: str,
+    kind: str,
+    title: str,
+    body: str | None = None,
+    upload: SealedUpload | None = None,
+    authored_on: date | None = None,
+    author: Any = None,
+    flags: dict[str, bool] | None = None,
+    report_type: str = "",
+    report_valid_from: date | None = None,
+    report_valid_until: date | None = None,
+) -> PupilItem:
+    """Store a new item for ``pupil`` held by ``holder``, encrypted, readable by the holder."""
+    _check_text(title=title, body=body)
+    if body is None and upload is None:
+        raise ValidationError({"body": _("An item needs a text body, a file, or both.")})
+    content_type = _check_upload(upload)
+    item = PupilItem(
+        id=uuid.uuid4(),
+        pupil=pupil,
+        holder=holder,
+        category=category,
+        kind=kind,
+        report_type=report_type,
+        report_valid_from=report_valid_from,
+        report_valid_until=report_valid_until,
+        created_by=author,
+        current_version=1,
+        **(flags or {}),
+    )
+    if category in HEALTH_CATEGORIES:
+        item.health = True
+    if holder.kind == OrganisationKind.CLB:
+        # T-CLB-6: one dossier per pupil; a CLB's items belong to it.
+        item.dossier, _created = ClbDossier.objects.get_or_create(pupil=pupil, defaults={"clb": holder})
+    item.full_clean(exclude=["pupil", "holder", "dossier", "created_by", "shredded_by"], validate_constraints=False)
+    item.save(force_insert=True)
+    _version_create(
+        item=item,
+        number=1,
+        title=title,
+        body=body,
+        upload=upload,
+        content_type=content_type,
+        authored_on=authored_on or timezone.localdate(),
+        author=author,
+        readers=[holder.id],
+    )
+    return item
+
+
+@transaction.atomic
+def item_add_version(
+    *,
+    item: PupilItem,
+    title: str,
+    body: str | None = None,
+    upload: SealedUpload | None = None,
+    authored_on: date | None = None,
+    author: Any = None,
+) -> ItemVersion:
+    """Add a version; earlier versions stay untouched. Readers of the current version read the new one."""
+    _check_text(title=title, body=body)
+    if body is None and upload is None:
+        raise ValidationError({"body": _("A version needs a text body, a file, or both.")})
+    content_type = _check_upload(upload)
+    locked = PupilItem.objects.select_for_update().get(pk=item.pk)
+    if locked.is_shredded:
+        raise ValidationError({"item": _("This item has been destroyed.")})
+    readers = WrappedKey.objects.filter(item_version__item=locked, item_version__version=locked.current_version)
+    number = locked.current_version + 1
+    version = _version_create(
+        item=locked,
+        number=number,
+        title=title,
+        body=body,
+        upload=upload,
+        content_type=content_type,
+        authored_on=authored_on or timezone.localdate(),
+        author=author,
+        readers=[*readers.values_list("organisation_id", flat=True), locked.holder_id],
+    )
+    locked.current_version = number
+    locked.save(update_fields=["current_version"])
+    item.current_version = number
+    return version
+
+
+def _record_failure(
+    *, version: ItemVersion | None, item: PupilItem, organisation: Organisation, user: Any, part: str
+) -> None:
+    IntegrityFailure.objects.create(
+        item_version=version,
+        pupil_id=item.pupil_id,
+        organisation=organisation,
+        user=user if getattr(user, "is_authenticated", False) else None,
+        part=part,
+    )
+    logger.error("integrity failure: item=%s part=%s organisation=%s", item.id, part, organisation.id)
+
+
+def _version_row(item: PupilItem, number: int | None) -> ItemVersion:
+    number = number or item.current_version
+    version = ItemVersion.objects.filter(item=item, version=number).first()
+    if version is None:
+        raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
+    return version
+
+
+def _dek_for(*, version: ItemVersion, organisation: Organisation, user: Any) -> bytes:
+    wrap = WrappedKey.objects.filter(item_version=version, organisation=organisation).first()
+    if wrap is None:
+        # A grant without a wrapped key cannot decrypt: to the reader this does not exist.
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound
+    try:
+        return keyring_from_settings().unwrap(
+            org_id=str(organisation.id),
+            kek_version=wrap.kek_version,
+            wrapped=bytes(wrap.wrapped_dek),
+            aad=_wrap_aad(version.item, version.version, organisation.id),
+        )
+    except (CryptoIntegrityError, KeyringError):
+        _record_failure(version=version, item=version.item, organisation=organisation, user=user, part="wrap")
+        raise ItemIntegrityError from None
+
+
+def item_decrypt(
+    *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
+) -> DecryptedVersion:
+    """Decrypt title, body and file name of a version for ``organisation``."""
+    row = _version_row(item, version)
+    row.item = item
+    dek = _dek_for(version=row, organisation=organisation, user=user)
+    part = "title"
+    try:
+        title = aead.decrypt(dek=dek, blob=bytes(row.title_ciphertext), aad=_aad(item, row.version, "title")).decode()
+        part = "body"
+        body = None
+        if row.body_ciphertext is not None:
+            body = aead.decrypt(dek=dek, blob=bytes(row.body_ciphertext), aad=_aad(item, row.version, "body")).decode()
+        part = "file_name"
+        file_info = None
+        if row.file_blob and row.file_name_ciphertext is not None:
+            name = aead.decrypt(
+                dek=dek, blob=bytes(row.file_name_ciphertext), aad=_aad(item, row.version, "file_name")
+            ).decode()
+            file_info = FileInfo(name=name, content_type=row.file_content_type, size=row.file_size or 0)
+    except CryptoIntegrityError:
+        _record_failure(version=row, item=item, organisation=organisation, user=user, part=part)
+        raise ItemIntegrityError from None
+    return DecryptedVersion(version=row, title=title, body=body, file=file_info)
+
+
+def item_titles(
+    *, items: list[PupilItem], organisation_of: dict[uuid.UUID, Organisation], user: Any
+) -> dict[uuid.UUID, str]:
+    """Titles of the current versions of ``items`` (for lists), each decrypted for its reader."""
+    titles: dict[uuid.UUID, str] = {}
+    for item in items:
+        try:
+            titles[item.id] = item_decrypt(item=item, organisation=organisation_of[item.id], user=user).title
+        except (ItemIntegrityError, ValidationError):
+            titles[item.id] = ""
+    return titles
+
+
+def item_file_stream(
+    *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
+) -> tuple[DecryptedVersion, Iterator[bytes]]:
+    """The decrypted file of a version as a stream of authenticated segments."""
+    decrypted = item_decrypt(item=item, organisation=organisation, user=user, version=version)
+    if decrypted.file is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound
+    row = decrypted.version
+    dek = _dek_for(version=row, organisation=organisation, user=user)
+
+    def stream() -> Iterator[bytes]:
+        with default_storage.open(row.file_blob, "rb") as handle:
+            try:
+                yield from aead.decrypt_stream(dek=dek, read=handle.read, aad=_aad(item, row.version, "file"))
+            except CryptoIntegrityError:
+                _record_failure(version=row, item=item, organisation=organisation, user=user, part="file")
+                raise
+
+    return decrypted, stream()
+
+
+SHRED_REASONS = ("retention_expired", "erasure_request", "entered_in_error")
+
+
+@transaction.atomic
+def item_shred(*, item: PupilItem, by: Any, reason: str) -> PupilItem:
+    """Crypto-shred an item: destroy every wrap of every version's DEK and the stored blobs; recorded."""
+    if reason not in SHRED_REASONS:
+        raise ValidationError({"reason": _("Choose one of: %(r)s.") % {"r": ", ".join(SHRED_REASONS)}})
+    locked = PupilItem.objects.select_for_update().get(pk=item.pk)
+    if locked.is_shredded:
+        return locked
+    WrappedKey.objects.filter(item_version__item=locked).delete()
+    blobs = list(ItemVersion.objects.filter(item=locked).exclude(file_blob="").values_list("file_blob", flat=True))
+    locked.shredded_at = timezone.now()
+    locked.shredded_by = by
+    locked.shred_reason = reason
+    locked.save(update_fields=["shredded_at", "shredded_by", "shred_reason"])
+
+    def delete_blobs() -> None:
+        for name in blobs:
+            default_storage.delete(name)
+
+    transaction.on_commit(delete_blobs)
+    return locked

@@ -1,0 +1,279 @@
+"""HTTP API of pupil file items. Every lookup goes through ``permissions.access``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api_schema.pagination import Pagination
+from exchange import files, selectors
+from exchange.models import Category, ItemKind, PupilItem
+from exchange.uploads import SealedUpload
+from permissions.access import Action, item_get_for_user, item_list_for_user, organisation_for_new_item
+
+FLAG_NAMES = (
+    "health",
+    "third_party_confidential",
+    "about_others_only",
+    "withheld_from_parents",
+    "harmful_now",
+    "for_judiciary",
+)
+
+
+class ItemMetadataSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    pupil = serializers.UUIDField(source="pupil_id")
+    holder = serializers.UUIDField(source="holder_id")
+    dossier = serializers.UUIDField(source="dossier_id", allow_null=True)
+    category = serializers.ChoiceField(choices=Category.choices)
+    kind = serializers.ChoiceField(choices=ItemKind.choices)
+    title = serializers.CharField()
+    health = serializers.BooleanField()
+    third_party_confidential = serializers.BooleanField()
+    about_others_only = serializers.BooleanField()
+    withheld_from_parents = serializers.BooleanField()
+    harmful_now = serializers.BooleanField()
+    for_judiciary = serializers.BooleanField()
+    report_type = serializers.CharField()
+    report_valid_from = serializers.DateField(allow_null=True)
+    report_valid_until = serializers.DateField(allow_null=True)
+    current_version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class FileInfoSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class ItemDetailSerializer(ItemMetadataSerializer):
+    version = serializers.IntegerField()
+    authored_on = serializers.DateField()
+    body = serializers.CharField(allow_null=True)
+    file = FileInfoSerializer(allow_null=True)
+
+
+def _metadata(item: PupilItem, title: str) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(item, name) for name in FLAG_NAMES}
+    data.update(
+        id=item.id,
+        pupil_id=item.pupil_id,
+        holder_id=item.holder_id,
+        dossier_id=item.dossier_id,
+        category=item.category,
+        kind=item.kind,
+        title=title,
+        report_type=item.report_type,
+        report_valid_from=item.report_valid_from,
+        report_valid_until=item.report_valid_until,
+        current_version=item.current_version,
+        created_at=item.created_at,
+    )
+    return data
+
+
+def _upload(request: Request) -> SealedUpload | None:
+    upload = request.FILES.get("file")
+    if upload is not None and not isinstance(upload, SealedUpload):
+        raise serializers.ValidationError({"file": [_("Upload the file as multipart/form-data.")]})
+    return upload
+
+
+class VersionInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=files.MAX_TITLE_CHARS)
+    body = serializers.CharField(
+        required=False, allow_null=True, max_length=files.MAX_BODY_CHARS, trim_whitespace=False
+    )
+    file = serializers.FileField(
+        required=False, help_text="PDF, PNG, JPEG, DOCX, ODT or plain text; checked on content"
+    )
+    authored_on = serializers.DateField(required=False)
+
+
+class PupilItemListApi(APIView):
+    @extend_schema(
+        operation_id="pupils_items_list",
+        responses={200: ItemMetadataSerializer(many=True)},
+        summary="A pupil's items you may see (metadata only)",
+    )
+    def get(self, request: Request, pupil_id: uuid.UUID) -> Response:
+        if selectors.pupil_get_for_user(user=request.user, pupil_id=pupil_id) is None:
+            raise NotFound
+        queryset = item_list_for_user(user=request.user, pupil_id=pupil_id).select_related("holder")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset.order_by("-created_at", "id"), request, view=self) or []
+        titles = files.item_titles(items=page, organisation_of={i.id: i.holder for i in page}, user=request.user)
+        data = [_metadata(item, titles[item.id]) for item in page]
+        return paginator.get_paginated_response(ItemMetadataSerializer(data, many=True).data)
+
+
+class PupilItemCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class InputSerializer(VersionInputSerializer):
+        holder = serializers.UUIDField(
+            required=False, help_text="Your organisation holding the item; needed if you belong to several"
+        )
+        category = serializers.ChoiceField(choices=Category.choices)
+        kind = serializers.ChoiceField(choices=ItemKind.choices)
+        health = serializers.BooleanField(default=False)
+        third_party_confidential = serializers.BooleanField(default=False)
+        about_others_only = serializers.BooleanField(default=False)
+        withheld_from_parents = serializers.BooleanField(default=False)
+        harmful_now = serializers.BooleanField(default=False)
+        for_judiciary = serializers.BooleanField(default=False)
+        report_type = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
+        report_valid_from = serializers.DateField(required=False, allow_null=True)
+        report_valid_until = serializers.DateField(required=False, allow_null=True)
+
+    @extend_schema(
+        operation_id="pupils_items_create",
+        request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
+        responses={201: ItemMetadataSerializer},
+        summary="Store an item in a pupil's file (encrypted with its own key)",
+    )
+    def post(self, request: Request, pupil_id: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            membership = organisation_for_new_item(user=request.user, holder_id=values.get("holder"))
+        except NotFound:
+            raise serializers.ValidationError({"holder": [_("Name one of your organisations as holder.")]}) from None
+        pupil = selectors.pupil_get_for_user(user=request.user, pupil_id=pupil_id)
+        if pupil is None or not selectors.pupil_has_relation(pupil=pupil, organisation=membership.organisation):
+            raise NotFound
+        item = files.item_create(
+            pupil=pupil,
+            holder=membership.organisation,
+            category=values["category"],
+            kind=values["kind"],
+            title=values["title"],
+            body=values.get("body"),
+            upload=_upload(request),
+            authored_on=values.get("authored_on"),
+            author=request.user,
+            flags={name: values[name] for name in FLAG_NAMES},
+            report_type=values.get("report_type", ""),
+            report_valid_from=values.get("report_valid_from"),
+            report_valid_until=values.get("report_valid_until"),
+        )
+        return Response(_metadata(item, values["title"]), status=status.HTTP_201_CREATED)
+
+
+VERSION_PARAMETER = OpenApiParameter("version", OpenApiTypes.INT, required=False, description="Default: current")
+
+
+def _version_param(request: Request) -> int | None:
+    raw = request.query_params.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise serializers.ValidationError({"version": [_("A version is a positive whole number.")]})
+    return int(raw)
+
+
+class ItemDetailApi(APIView):
+    @extend_schema(
+        operation_id="items_retrieve",
+        parameters=[VERSION_PARAMETER],
+        responses={200: ItemDetailSerializer},
+        summary="Read an item (decrypted for your organisation)",
+    )
+    def get(self, request: Request, item_id: str) -> Response:
+        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.READ)
+        decrypted = files.item_decrypt(
+            item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
+        )
+        data = _metadata(access.item, decrypted.title)
+        data.update(
+            version=decrypted.version.version,
+            authored_on=decrypted.version.authored_on,
+            body=decrypted.body,
+            file=decrypted.file.__dict__ if decrypted.file else None,
+        )
+        return Response(ItemDetailSerializer(data).data)
+
+
+class ItemFileApi(APIView):
+    @extend_schema(
+        operation_id="items_file_retrieve",
+        parameters=[VERSION_PARAMETER],
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file")},
+        summary="Download an item's file (streamed, decrypted on the fly)",
+    )
+    def get(self, request: Request, item_id: str) -> StreamingHttpResponse:
+        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.READ)
+        decrypted, stream = files.item_file_stream(
+            item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
+        )
+        assert decrypted.file is not None  # noqa: S101 - item_file_stream raises NotFound otherwise
+        response = StreamingHttpResponse(stream, content_type=decrypted.file.content_type)
+        response["Content-Length"] = str(decrypted.file.size)
+        response["Content-Disposition"] = content_disposition_header(True, decrypted.file.name) or "attachment"
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ItemVersionCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        operation_id="items_versions_create",
+        request={"multipart/form-data": VersionInputSerializer, "application/json": VersionInputSerializer},
+        responses={201: ItemMetadataSerializer},
+        summary="Add a version (earlier versions are kept)",
+    )
+    def post(self, request: Request, item_id: str) -> Response:
+        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.WRITE)
+        data = VersionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        files.item_add_version(
+            item=access.item,
+            title=values["title"],
+            body=values.get("body"),
+            upload=_upload(request),
+            authored_on=values.get("authored_on"),
+            author=request.user,
+        )
+        return Response(_metadata(access.item, values["title"]), status=status.HTTP_201_CREATED)
+
+
+class ItemShredApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.ChoiceField(choices=[(r, r) for r in files.SHRED_REASONS])
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        shredded_at = serializers.DateTimeField()
+        shred_reason = serializers.CharField()
+
+    @extend_schema(
+        operation_id="items_shred",
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        summary="Crypto-shred an item (director of the holding organisation)",
+        description="Destroys every wrapped key of every version and the stored file; cannot be undone.",
+    )
+    def post(self, request: Request, item_id: str) -> Response:
+        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.SHRED)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = files.item_shred(item=access.item, by=request.user, reason=data.validated_data["reason"])
+        return Response(self.OutputSerializer(item).data)
