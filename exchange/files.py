@@ -77,8 +77,13 @@ def _aad(item: PupilItem, version: int, purpose: str) -> bytes:
     return aead.item_aad(purpose=purpose, item_id=str(item.id), version=version, category=item.category)
 
 
+def version_wrap_aad(*, item_id: uuid.UUID, version: int, organisation_id: uuid.UUID) -> bytes:
+    """Associated data of a version's wrapped DEK: binds item, version and organisation."""
+    return wrap_aad(item_id=f"{item_id}/v{version}", org_id=str(organisation_id))
+
+
 def _wrap_aad(item: PupilItem, version: int, organisation_id: uuid.UUID) -> bytes:
-    return wrap_aad(item_id=f"{item.id}/v{version}", org_id=str(organisation_id))
+    return version_wrap_aad(item_id=item.id, version=version, organisation_id=organisation_id)
 
 
 class _IterReader(io.RawIOBase):

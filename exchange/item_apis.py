@@ -172,7 +172,7 @@ class PupilItemCreateApi(APIView):
             report_valid_from=values.get("report_valid_from"),
             report_valid_until=values.get("report_valid_until"),
         )
-        return Response(_metadata(item, values["title"]), status=status.HTTP_201_CREATED)
+        return Response(ItemMetadataSerializer(_metadata(item, values["title"])).data, status=status.HTTP_201_CREATED)
 
 
 VERSION_PARAMETER = OpenApiParameter("version", OpenApiTypes.INT, required=False, description="Default: current")
@@ -252,7 +252,9 @@ class ItemVersionCreateApi(APIView):
             authored_on=values.get("authored_on"),
             author=request.user,
         )
-        return Response(_metadata(access.item, values["title"]), status=status.HTTP_201_CREATED)
+        return Response(
+            ItemMetadataSerializer(_metadata(access.item, values["title"])).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ItemShredApi(APIView):

@@ -402,7 +402,7 @@ class PupilItem(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(category__in=list(HEALTH_CATEGORIES)) | Q(health=True),
+                condition=~Q(category__in=sorted(HEALTH_CATEGORIES)) | Q(health=True),
                 name="item_health_categories_are_flagged",
             ),
             models.CheckConstraint(

@@ -1,0 +1,102 @@
+"""Rewrap every DEK under the newest KEK version, without touching content.
+
+Batched (keyset pagination over ids), each batch in its own transaction: an interrupted run
+leaves every row readable (old or new version) and a second run picks up what is left, so it is
+safe to run twice. Old KEK versions can be removed from the keyring once a run reports 0 left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from tqdm import tqdm
+
+from exchange.crypto.keyring import keyring_from_settings, rewrap
+from exchange.files import version_wrap_aad
+from exchange.identity import IDENTITY_KEK_ORG, identity_rewrap_aad
+from exchange.models import Pupil, WrappedKey
+
+
+class Command(BaseCommand):
+    help = "Rewrap every data key (items and pupil identities) under the newest KEK version."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=2000)
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar (e.g. in cron)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        keyring = keyring_from_settings()
+        target = keyring.current_version()
+        batch_size: int = options["batch_size"]
+        if batch_size < 1:
+            self.stderr.write("--batch-size must be at least 1")
+            raise SystemExit(2)
+        wraps = WrappedKey.objects.filter(kek_version__lt=target)
+        pupils = Pupil.objects.filter(identity_kek_version__lt=target)
+        total = wraps.count() + pupils.count()
+        done = 0
+        with tqdm(total=total, unit="key", disable=options["no_progress"], desc=f"rewrap to KEK v{target}") as bar:
+            last_id = 0
+            while True:
+                batch = list(
+                    wraps.filter(id__gt=last_id)
+                    .order_by("id")
+                    .values_list(
+                        "id",
+                        "organisation_id",
+                        "kek_version",
+                        "wrapped_dek",
+                        "item_version__item_id",
+                        "item_version__version",
+                    )[:batch_size]
+                )
+                if not batch:
+                    break
+                updated = []
+                for row_id, org_id, kek_version, wrapped, item_id, version in batch:
+                    new_version, new_wrapped = rewrap(
+                        keyring,
+                        org_id=str(org_id),
+                        kek_version=kek_version,
+                        wrapped=bytes(wrapped),
+                        aad=version_wrap_aad(item_id=item_id, version=version, organisation_id=org_id),
+                    )
+                    updated.append(WrappedKey(id=row_id, kek_version=new_version, wrapped_dek=new_wrapped))
+                with transaction.atomic():
+                    WrappedKey.objects.bulk_update(updated, ["kek_version", "wrapped_dek"])
+                last_id = batch[-1][0]
+                done += len(batch)
+                bar.update(len(batch))
+
+            last_pupil = None
+            while True:
+                page = pupils.order_by("id")
+                if last_pupil is not None:
+                    page = page.filter(id__gt=last_pupil)
+                rows = list(page.values_list("id", "identity_kek_version", "identity_wrapped_dek")[:batch_size])
+                if not rows:
+                    break
+                updated_pupils = []
+                for pupil_id, kek_version, wrapped in rows:
+                    new_version, new_wrapped = rewrap(
+                        keyring,
+                        org_id=IDENTITY_KEK_ORG,
+                        kek_version=kek_version,
+                        wrapped=bytes(wrapped),
+                        aad=identity_rewrap_aad(pupil_id),
+                    )
+                    updated_pupils.append(
+                        Pupil(id=pupil_id, identity_kek_version=new_version, identity_wrapped_dek=new_wrapped)
+                    )
+                with transaction.atomic():
+                    Pupil.objects.bulk_update(updated_pupils, ["identity_kek_version", "identity_wrapped_dek"])
+                last_pupil = rows[-1][0]
+                done += len(rows)
+                bar.update(len(rows))
+        left = (
+            WrappedKey.objects.filter(kek_version__lt=target).count()
+            + Pupil.objects.filter(identity_kek_version__lt=target).count()
+        )
+        self.stdout.write(f"Rewrapped {done} keys to KEK version {target}; {left} left under older versions.")
