@@ -1,6 +1,16 @@
+from typing import Any
+
 from django.contrib import admin
 
-from exchange.models import CooperationAgreement, Enrolment, Membership, Organisation, PupilParent
+from exchange.models import (
+    CooperationAgreement,
+    Enrolment,
+    IntegrityFailure,
+    Membership,
+    Organisation,
+    PupilItem,
+    PupilParent,
+)
 
 
 @admin.register(Organisation)
@@ -40,3 +50,41 @@ class PupilParentAdmin(admin.ModelAdmin):
     list_display = ("id", "relation", "pupil")
     readonly_fields = ("pupil", "user")
     exclude = ("first_name", "last_name", "email")
+
+
+@admin.register(PupilItem)
+class PupilItemAdmin(admin.ModelAdmin):
+    """Metadata only: titles, bodies and files are ciphertext and never shown here."""
+
+    list_display = ("id", "holder", "category", "kind", "current_version", "created_at", "shredded_at")
+    list_filter = ("category", "kind", "shredded_at")
+    list_select_related = ("holder",)
+    fields = (
+        "id",
+        "pupil",
+        "holder",
+        "dossier",
+        "category",
+        "kind",
+        "current_version",
+        "created_at",
+        "shredded_at",
+        "shred_reason",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # deletion is crypto-shredding through the API, recorded
+
+
+@admin.register(IntegrityFailure)
+class IntegrityFailureAdmin(admin.ModelAdmin):
+    list_display = ("detected_at", "part", "organisation", "item_version", "user")
+    list_filter = ("part",)
+    readonly_fields = ("detected_at", "part", "organisation", "item_version", "pupil", "user")
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False

@@ -122,3 +122,18 @@ def test_production_settings_refuse_the_development_secret(monkeypatch: pytest.M
     sys.modules.pop("config.settings.production", None)
     with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY"):
         importlib.import_module("config.settings.production")
+
+
+def test_production_settings_refuse_the_development_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "x" * 64)
+    monkeypatch.delenv("LP_KEKS", raising=False)
+    monkeypatch.delenv("LP_BLIND_INDEX_KEY", raising=False)
+    for name in ("config.settings.production", "config.settings.base"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ImproperlyConfigured, match="development keyring"):
+        importlib.import_module("config.settings.production")
