@@ -49,7 +49,7 @@ class EnrolmentAdmin(admin.ModelAdmin):
 class PupilParentAdmin(admin.ModelAdmin):
     list_display = ("id", "relation", "pupil")
     readonly_fields = ("pupil", "user")
-    exclude = ("first_name", "last_name", "email")
+    exclude = ("identity_ciphertext", "identity_wrapped_dek", "identity_kek_version")
 
 
 @admin.register(PupilItem)

@@ -23,6 +23,7 @@ from exchange.models import (
     OrganisationKind,
     ParentRelation,
     Pupil,
+    PupilParent,
     Role,
     SchoolKind,
 )
@@ -189,11 +190,20 @@ class ParentOutputSerializer(serializers.Serializer):
     relation = serializers.ChoiceField(choices=ParentRelation.choices)
     first_name = serializers.CharField()
     last_name = serializers.CharField()
-    email = serializers.EmailField()
-    has_account = serializers.SerializerMethodField()
+    email = serializers.CharField()
+    has_account = serializers.BooleanField()
 
-    def get_has_account(self, obj: Any) -> bool:
-        return obj.user_id is not None
+
+def _parent_data(parent: PupilParent) -> dict[str, Any]:
+    identity = selectors.parent_identity(parent=parent)
+    return {
+        "id": parent.id,
+        "relation": parent.relation,
+        "first_name": identity.first_name,
+        "last_name": identity.last_name,
+        "email": identity.email,
+        "has_account": parent.user_id is not None,
+    }
 
 
 class PupilOutputSerializer(serializers.Serializer):
@@ -244,7 +254,7 @@ class PupilDetailApi(APIView):
         if pupil is None:
             raise NotFound
         data = _pupil_data(pupil)
-        data["parents"] = list(pupil.parents.all())
+        data["parents"] = [_parent_data(parent) for parent in pupil.parents.all()]
         return Response(self.OutputSerializer(data).data)
 
 
@@ -274,7 +284,7 @@ class PupilParentCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         parent = services.parent_add(pupil=pupil, **data.validated_data)
-        return Response(ParentOutputSerializer(parent).data, status=status.HTTP_201_CREATED)
+        return Response(ParentOutputSerializer(_parent_data(parent)).data, status=status.HTTP_201_CREATED)
 
 
 class EnrolmentOutputSerializer(serializers.Serializer):

@@ -88,6 +88,46 @@ def identity_open(*, pupil_id: uuid.UUID, sealed: SealedIdentity) -> PupilIdenti
     )
 
 
+@dataclass(frozen=True)
+class ParentIdentity:
+    first_name: str
+    last_name: str
+    email: str
+
+
+def _parent_aad(parent_id: uuid.UUID) -> bytes:
+    return aead.item_aad(purpose="parent_identity", item_id=str(parent_id), version=1, category="identification")
+
+
+def _parent_wrap_aad(parent_id: uuid.UUID) -> bytes:
+    return wrap_aad(item_id=f"parent:{parent_id}", org_id=IDENTITY_KEK_ORG)
+
+
+def parent_identity_seal(*, parent_id: uuid.UUID, identity: ParentIdentity) -> SealedIdentity:
+    """Encrypt a parent's names and e-mail address for the row ``parent_id`` under a fresh DEK."""
+    dek = aead.new_dek()
+    plaintext = json.dumps(asdict(identity), sort_keys=True).encode("utf-8")
+    ciphertext = aead.encrypt(dek=dek, plaintext=plaintext, aad=_parent_aad(parent_id))
+    version, wrapped = keyring_from_settings().wrap(org_id=IDENTITY_KEK_ORG, dek=dek, aad=_parent_wrap_aad(parent_id))
+    return SealedIdentity(ciphertext=ciphertext, wrapped_dek=wrapped, kek_version=version)
+
+
+def parent_identity_open(*, parent_id: uuid.UUID, sealed: SealedIdentity) -> ParentIdentity:
+    dek = keyring_from_settings().unwrap(
+        org_id=IDENTITY_KEK_ORG,
+        kek_version=sealed.kek_version,
+        wrapped=bytes(sealed.wrapped_dek),
+        aad=_parent_wrap_aad(parent_id),
+    )
+    document = json.loads(aead.decrypt(dek=dek, blob=bytes(sealed.ciphertext), aad=_parent_aad(parent_id)))
+    return ParentIdentity(**document)
+
+
+def parent_rewrap_aad(parent_id: uuid.UUID) -> bytes:
+    """The wrap AAD of a parent's identity DEK (for key rotation)."""
+    return _parent_wrap_aad(parent_id)
+
+
 def identity_rewrap_aad(pupil_id: uuid.UUID) -> bytes:
     """The wrap AAD of a pupil's identity DEK (for key rotation)."""
     return _wrap_aad(pupil_id)

@@ -211,7 +211,10 @@ class ParentRelation(models.TextChoices):
 
 
 class PupilParent(models.Model):
-    """A parent or guardian of a pupil; ``user`` is set when they have an account."""
+    """A parent or guardian of a pupil; ``user`` is set when they have an account.
+
+    Read the names through ``exchange.selectors.parent_identity``.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     pupil = models.ForeignKey(Pupil, on_delete=models.CASCADE, related_name="parents")
@@ -219,9 +222,10 @@ class PupilParent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
     relation = models.CharField(max_length=10, choices=ParentRelation.choices, default=ParentRelation.PARENT)
-    first_name = models.CharField(max_length=100)
-    last_name = models.CharField(max_length=100)
-    email = models.EmailField(blank=True, default="")
+    # Names and e-mail address, encrypted like the pupil's identity (exchange.identity).
+    identity_ciphertext = models.BinaryField()
+    identity_wrapped_dek = models.BinaryField()
+    identity_kek_version = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,7 +9,13 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from exchange.identity import PupilIdentity, SealedIdentity, identity_open
+from exchange.identity import (
+    ParentIdentity,
+    PupilIdentity,
+    SealedIdentity,
+    identity_open,
+    parent_identity_open,
+)
 from exchange.models import (
     CooperationAgreement,
     Enrolment,
@@ -42,6 +48,18 @@ def pupil_identity(*, pupil: Pupil) -> PupilIdentity:
         )
         pupil._identity = cached  # type: ignore[attr-defined]
     return cached
+
+
+def parent_identity(*, parent: PupilParent) -> ParentIdentity:
+    """A parent's decrypted names and e-mail address."""
+    return parent_identity_open(
+        parent_id=parent.id,
+        sealed=SealedIdentity(
+            ciphertext=bytes(parent.identity_ciphertext),
+            wrapped_dek=bytes(parent.identity_wrapped_dek),
+            kek_version=parent.identity_kek_version,
+        ),
+    )
 
 
 def membership_list_for_user(*, user: AnyUser) -> QuerySet[Membership]:

@@ -7,6 +7,7 @@ from datetime import date
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
@@ -17,7 +18,13 @@ from exchange.domain import (
     normalise_national_number,
     school_year_of,
 )
-from exchange.identity import PupilIdentity, identity_seal, national_number_index
+from exchange.identity import (
+    ParentIdentity,
+    PupilIdentity,
+    identity_seal,
+    national_number_index,
+    parent_identity_seal,
+)
 from exchange.models import (
     CooperationAgreement,
     Enrolment,
@@ -153,11 +160,24 @@ def parent_add(
     relation: str = ParentRelation.PARENT,
     user: User | None = None,
 ) -> PupilParent:
-    parent = PupilParent(
-        pupil=pupil, first_name=first_name, last_name=last_name, email=email, relation=relation, user=user
+    """Link a parent or guardian to a pupil; names and e-mail are stored encrypted."""
+    if not first_name.strip() or not last_name.strip():
+        raise ValidationError({"first_name": _("First and last name are required.")})
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationError({"email": _("Enter a valid e-mail address.")}) from None
+    parent = PupilParent(id=uuid.uuid4(), pupil=pupil, relation=relation, user=user)
+    sealed = parent_identity_seal(
+        parent_id=parent.id,
+        identity=ParentIdentity(first_name=first_name.strip(), last_name=last_name.strip(), email=email.strip()),
     )
-    parent.full_clean()
-    parent.save()
+    parent.identity_ciphertext = sealed.ciphertext
+    parent.identity_wrapped_dek = sealed.wrapped_dek
+    parent.identity_kek_version = sealed.kek_version
+    parent.full_clean(validate_constraints=False)
+    parent.save(force_insert=True)
     return parent
 
 

@@ -94,6 +94,16 @@ def test_no_marker_national_number_or_dek_at_rest(world, caplog, monkeypatch) ->
         )
         assert response.status_code == 201, response.content
         pupil_id = response.json()["pupil"]
+        parent = world.client("admin_b").post(
+            f"/api/v1/pupils/{pupil_id}/parents",
+            {
+                "first_name": marker("pfirst"),
+                "last_name": marker("plast"),
+                "email": f"{marker('mail').lower()}@example.org",
+            },
+            format="json",
+        )
+        assert parent.status_code == 201, parent.content
         file_body = f"{marker('file')} verslag inhoud".encode()
         item = world.client("care_b").post(
             f"/api/v1/pupils/{pupil_id}/items/create",

@@ -14,7 +14,7 @@ from exchange.crypto.keyring import (
     generate_kek_string,
     reset_keyring_cache,
 )
-from exchange.models import ItemVersion, Pupil, WrappedKey
+from exchange.models import ItemVersion, Pupil, PupilParent, WrappedKey
 
 pytestmark = pytest.mark.django_db
 
@@ -56,10 +56,13 @@ def test_rotation_rewraps_everything_and_keeps_it_readable(world, items, rotated
     assert "0 left" in out.getvalue()
     assert set(WrappedKey.objects.values_list("kek_version", flat=True)) == {2}
     assert set(Pupil.objects.values_list("identity_kek_version", flat=True)) == {2}
+    assert set(PupilParent.objects.values_list("identity_kek_version", flat=True)) == {2}
     assert _content_snapshot() == before  # content is never re-encrypted
     for n, item_id in enumerate(items):
         assert world.client("care_a").get(f"/api/v1/items/{item_id}").json()["body"] == f"inhoud {n}"
-    assert world.client("care_a").get(f"/api/v1/pupils/{world.lotte.id}").json()["first_name"] == "Lotte"
+    lotte = world.client("care_a").get(f"/api/v1/pupils/{world.lotte.id}").json()
+    assert lotte["first_name"] == "Lotte"
+    assert lotte["parents"][0]["first_name"] == "An"
     again = io.StringIO()
     call_command("rotate_keys", "--no-progress", stdout=again)
     assert again.getvalue().startswith("Rewrapped 0 keys")

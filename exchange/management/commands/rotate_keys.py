@@ -7,16 +7,18 @@ safe to run twice. Old KEK versions can be removed from the keyring once a run r
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
-from exchange.crypto.keyring import keyring_from_settings, rewrap
+from exchange.crypto.keyring import Keyring, keyring_from_settings, rewrap
 from exchange.files import version_wrap_aad
-from exchange.identity import IDENTITY_KEK_ORG, identity_rewrap_aad
-from exchange.models import Pupil, WrappedKey
+from exchange.identity import IDENTITY_KEK_ORG, identity_rewrap_aad, parent_rewrap_aad
+from exchange.models import Pupil, PupilParent, WrappedKey
 
 
 class Command(BaseCommand):
@@ -34,8 +36,9 @@ class Command(BaseCommand):
             self.stderr.write("--batch-size must be at least 1")
             raise SystemExit(2)
         wraps = WrappedKey.objects.filter(kek_version__lt=target)
-        pupils = Pupil.objects.filter(identity_kek_version__lt=target)
-        total = wraps.count() + pupils.count()
+        total = wraps.count() + sum(
+            m.objects.filter(identity_kek_version__lt=target).count() for m in (Pupil, PupilParent)
+        )
         done = 0
         with tqdm(total=total, unit="key", disable=options["no_progress"], desc=f"rewrap to KEK v{target}") as bar:
             last_id = 0
@@ -70,33 +73,45 @@ class Command(BaseCommand):
                 done += len(batch)
                 bar.update(len(batch))
 
-            last_pupil = None
-            while True:
-                page = pupils.order_by("id")
-                if last_pupil is not None:
-                    page = page.filter(id__gt=last_pupil)
-                rows = list(page.values_list("id", "identity_kek_version", "identity_wrapped_dek")[:batch_size])
-                if not rows:
-                    break
-                updated_pupils = []
-                for pupil_id, kek_version, wrapped in rows:
-                    new_version, new_wrapped = rewrap(
-                        keyring,
-                        org_id=IDENTITY_KEK_ORG,
-                        kek_version=kek_version,
-                        wrapped=bytes(wrapped),
-                        aad=identity_rewrap_aad(pupil_id),
-                    )
-                    updated_pupils.append(
-                        Pupil(id=pupil_id, identity_kek_version=new_version, identity_wrapped_dek=new_wrapped)
-                    )
-                with transaction.atomic():
-                    Pupil.objects.bulk_update(updated_pupils, ["identity_kek_version", "identity_wrapped_dek"])
-                last_pupil = rows[-1][0]
-                done += len(rows)
-                bar.update(len(rows))
+            for model, aad_of in ((Pupil, identity_rewrap_aad), (PupilParent, parent_rewrap_aad)):
+                done += self._rewrap_identities(model, aad_of, keyring, target, batch_size, bar)
         left = (
             WrappedKey.objects.filter(kek_version__lt=target).count()
             + Pupil.objects.filter(identity_kek_version__lt=target).count()
         )
         self.stdout.write(f"Rewrapped {done} keys to KEK version {target}; {left} left under older versions.")
+
+    @staticmethod
+    def _rewrap_identities(
+        model: type[Pupil] | type[PupilParent],
+        aad_of: Callable[[uuid.UUID], bytes],
+        keyring: Keyring,
+        target: int,
+        batch_size: int,
+        bar: tqdm,
+    ) -> int:
+        """Rewrap the identity DEKs of pupils or parents, batch by batch."""
+        done = 0
+        last_id: uuid.UUID | None = None
+        while True:
+            page = model.objects.filter(identity_kek_version__lt=target).order_by("id")
+            if last_id is not None:
+                page = page.filter(id__gt=last_id)
+            rows = list(page.values_list("id", "identity_kek_version", "identity_wrapped_dek")[:batch_size])
+            if not rows:
+                return done
+            updated: list[Any] = []
+            for row_id, kek_version, wrapped in rows:
+                new_version, new_wrapped = rewrap(
+                    keyring,
+                    org_id=IDENTITY_KEK_ORG,
+                    kek_version=kek_version,
+                    wrapped=bytes(wrapped),
+                    aad=aad_of(row_id),
+                )
+                updated.append(model(id=row_id, identity_kek_version=new_version, identity_wrapped_dek=new_wrapped))
+            with transaction.atomic():
+                model.objects.bulk_update(updated, ["identity_kek_version", "identity_wrapped_dek"])
+            last_id = rows[-1][0]
+            done += len(rows)
+            bar.update(len(rows))
