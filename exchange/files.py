@@ -205,6 +205,7 @@ def item_create(
     report_type: str = "",
     report_valid_from: date | None = None,
     report_valid_until: date | None = None,
+    item_rule: str = "",
 ) -> PupilItem:
     """Store a new item for ``pupil`` held by ``holder``, encrypted, readable by the holder."""
     _check_text(title=title, body=body)
@@ -231,7 +232,7 @@ def item_create(
         item.dossier, _created = ClbDossier.objects.get_or_create(pupil=pupil, defaults={"clb": holder})
     item.full_clean(exclude=["pupil", "holder", "dossier", "created_by", "shredded_by"], validate_constraints=False)
     item.save(force_insert=True)
-    _version_create(
+    version = _version_create(
         item=item,
         number=1,
         title=title,
@@ -242,6 +243,23 @@ def item_create(
         author=author,
         readers=[holder.id],
     )
+    # The holder's own grant (S-0): the ledger records every reader, the holder included.
+    from permissions.audit import audit_append
+    from permissions.grants import GrantSpec, grants_create
+    from permissions.models import AuditAction, AuditOutcome, Basis
+
+    grants_create(specs=[GrantSpec(item=item, organisation=holder, basis=Basis.HOLDER, rule="S-0")], created_by=author)
+    audit_append(
+        action=AuditAction.WRITE,
+        outcome=AuditOutcome.ALLOWED,
+        actor=author,
+        organisation_id=holder.id,
+        pupil_id=pupil.id,
+        item_id=item.id,
+        purpose="create",
+        legal_basis=item_rule or "S-0",
+    )
+    del version
     return item
 
 
@@ -293,6 +311,18 @@ def _record_failure(
         part=part,
     )
     logger.error("integrity failure: item=%s part=%s organisation=%s", item.id, part, organisation.id)
+    from permissions.audit import audit_append
+    from permissions.models import AuditAction, AuditOutcome
+
+    audit_append(
+        action=AuditAction.INTEGRITY,
+        outcome=AuditOutcome.FAILED,
+        actor=user,
+        organisation_id=organisation.id,
+        pupil_id=item.pupil_id,
+        item_id=item.id,
+        purpose=part,
+    )
 
 
 def _version_row(item: PupilItem, number: int | None) -> ItemVersion:
@@ -349,16 +379,44 @@ def item_decrypt(
     return DecryptedVersion(version=row, title=title, body=body, file=file_info)
 
 
-def item_titles(
-    *, items: list[PupilItem], organisation_of: dict[uuid.UUID, Organisation], user: Any
-) -> dict[uuid.UUID, str]:
-    """Titles of the current versions of ``items`` (for lists), each decrypted for its reader."""
+def item_titles(*, items: list[PupilItem], organisation_ids: set[uuid.UUID], user: Any) -> dict[uuid.UUID, str]:
+    """Titles of the current versions of ``items`` for a list, in two queries however long the list.
+
+    Each title is decrypted with the wrap of one of ``organisation_ids`` (the reader's organisations).
+    """
+    versions = {
+        v.item_id: v
+        for v in ItemVersion.objects.filter(item__in=items, version__in={i.current_version for i in items}).only(
+            "id", "item_id", "version", "title_ciphertext"
+        )
+        if v.version == next(i.current_version for i in items if i.pk == v.item_id)
+    }
+    wraps: dict[uuid.UUID, WrappedKey] = {}
+    for candidate in WrappedKey.objects.filter(
+        item_version__in=[v.id for v in versions.values()], organisation_id__in=organisation_ids
+    ):
+        wraps.setdefault(candidate.item_version_id, candidate)
+    keyring = keyring_from_settings()
+    by_id = {i.pk: i for i in items}
     titles: dict[uuid.UUID, str] = {}
-    for item in items:
+    for item_id, version in versions.items():
+        wrap = wraps.get(version.id)
+        if wrap is None:
+            continue
+        item = by_id[item_id]
         try:
-            titles[item.id] = item_decrypt(item=item, organisation=organisation_of[item.id], user=user).title
-        except (ItemIntegrityError, ValidationError):
-            titles[item.id] = ""
+            dek = keyring.unwrap(
+                org_id=str(wrap.organisation_id),
+                kek_version=wrap.kek_version,
+                wrapped=bytes(wrap.wrapped_dek),
+                aad=_wrap_aad(item, version.version, wrap.organisation_id),
+            )
+            titles[item_id] = aead.decrypt(
+                dek=dek, blob=bytes(version.title_ciphertext), aad=_aad(item, version.version, "title")
+            ).decode()
+        except (CryptoIntegrityError, KeyringError):
+            _record_failure(version=version, item=item, organisation=item.holder, user=user, part="title")
+            titles[item_id] = ""
     return titles
 
 
@@ -398,6 +456,21 @@ def item_shred(*, item: PupilItem, by: Any, reason: str) -> PupilItem:
         return locked
     WrappedKey.objects.filter(item_version__item=locked).delete()
     blobs = list(ItemVersion.objects.filter(item=locked).exclude(file_blob="").values_list("file_blob", flat=True))
+    from permissions.audit import audit_append
+    from permissions.grants import grants_revoke
+    from permissions.models import AuditAction, AuditOutcome, Grant
+
+    grants_revoke(grants=Grant.objects.filter(item=locked), revoked_by=by, purpose="shred")
+    audit_append(
+        action=AuditAction.SHRED,
+        outcome=AuditOutcome.ALLOWED,
+        actor=by,
+        organisation_id=locked.holder_id,
+        pupil_id=locked.pupil_id,
+        item_id=locked.pk,
+        purpose=reason,
+        legal_basis="RET-1",
+    )
     locked.shredded_at = timezone.now()
     locked.shredded_by = by
     locked.shred_reason = reason

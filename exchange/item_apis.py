@@ -11,17 +11,19 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from api_schema.pagination import Pagination
 from exchange import files, selectors
-from exchange.models import Category, ItemKind, PupilItem
+from exchange.models import CATEGORIES_HELD_BY, Category, ItemKind, PupilItem
 from exchange.uploads import SealedUpload
-from permissions.access import Action, item_get_for_user, item_list_for_user, organisation_for_new_item
+from permissions.access import Action, membership_may_write, organisation_for_new_item
+from permissions.api import ProtectedApi
+from permissions.audit import audit_append
+from permissions.models import AuditAction, AuditOutcome
 
 FLAG_NAMES = (
     "health",
@@ -104,7 +106,9 @@ class VersionInputSerializer(serializers.Serializer):
     authored_on = serializers.DateField(required=False)
 
 
-class PupilItemListApi(APIView):
+class PupilItemListApi(ProtectedApi):
+    """Lists the items of a pupil that your role may see (need to know); metadata and titles only."""
+
     @extend_schema(
         operation_id="pupils_items_list",
         responses={200: ItemMetadataSerializer(many=True)},
@@ -113,15 +117,28 @@ class PupilItemListApi(APIView):
     def get(self, request: Request, pupil_id: uuid.UUID) -> Response:
         if selectors.pupil_get_for_user(user=request.user, pupil_id=pupil_id) is None:
             raise NotFound
-        queryset = item_list_for_user(user=request.user, pupil_id=pupil_id).select_related("holder")
+        queryset = self.protected_items(pupil_id=pupil_id).select_related("holder")
         paginator = Pagination()
         page = paginator.paginate_queryset(queryset.order_by("-created_at", "id"), request, view=self) or []
-        titles = files.item_titles(items=page, organisation_of={i.id: i.holder for i in page}, user=request.user)
-        data = [_metadata(item, titles[item.id]) for item in page]
+        organisation_ids = set(
+            selectors.membership_list_for_user(user=request.user).values_list("organisation_id", flat=True)
+        )
+        titles = files.item_titles(items=page, organisation_ids=organisation_ids, user=request.user)
+        if page:
+            audit_append(
+                action=AuditAction.READ,
+                outcome=AuditOutcome.ALLOWED,
+                actor=request.user,
+                pupil_id=pupil_id,
+                purpose=self.purpose() or "list",
+            )
+        data = [_metadata(item, titles.get(item.id, "")) for item in page]
         return paginator.get_paginated_response(ItemMetadataSerializer(data, many=True).data)
 
 
-class PupilItemCreateApi(APIView):
+class PupilItemCreateApi(ProtectedApi):
+    """Stores a new item, encrypted with its own key, held by your organisation."""
+
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     class InputSerializer(VersionInputSerializer):
@@ -157,7 +174,16 @@ class PupilItemCreateApi(APIView):
         pupil = selectors.pupil_get_for_user(user=request.user, pupil_id=pupil_id)
         if pupil is None or not selectors.pupil_has_relation(pupil=pupil, organisation=membership.organisation):
             raise NotFound
+        rule = membership_may_write(
+            user=request.user, membership=membership, category=values["category"], pupil_id=pupil.id
+        )
+        if rule is None and values["category"] in CATEGORIES_HELD_BY[membership.organisation.kind]:
+            raise PermissionDenied(
+                _("Your role may not write %(category)s items for this pupil (need to know).")
+                % {"category": values["category"]}
+            )
         item = files.item_create(
+            item_rule=rule or "",
             pupil=pupil,
             holder=membership.organisation,
             category=values["category"],
@@ -187,7 +213,9 @@ def _version_param(request: Request) -> int | None:
     return int(raw)
 
 
-class ItemDetailApi(APIView):
+class ItemDetailApi(ProtectedApi):
+    """Reads one item, decrypted with your organisation's wrapped key. Every read is audited."""
+
     @extend_schema(
         operation_id="items_retrieve",
         parameters=[VERSION_PARAMETER],
@@ -195,7 +223,7 @@ class ItemDetailApi(APIView):
         summary="Read an item (decrypted for your organisation)",
     )
     def get(self, request: Request, item_id: str) -> Response:
-        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.READ)
+        access = self.protected_item(item_id, Action.READ)
         decrypted = files.item_decrypt(
             item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
         )
@@ -209,7 +237,9 @@ class ItemDetailApi(APIView):
         return Response(ItemDetailSerializer(data).data)
 
 
-class ItemFileApi(APIView):
+class ItemFileApi(ProtectedApi):
+    """Streams an item's file, decrypted on the fly. Every read is audited."""
+
     @extend_schema(
         operation_id="items_file_retrieve",
         parameters=[VERSION_PARAMETER],
@@ -217,7 +247,7 @@ class ItemFileApi(APIView):
         summary="Download an item's file (streamed, decrypted on the fly)",
     )
     def get(self, request: Request, item_id: str) -> StreamingHttpResponse:
-        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.READ)
+        access = self.protected_item(item_id, Action.READ)
         decrypted, stream = files.item_file_stream(
             item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
         )
@@ -230,7 +260,9 @@ class ItemFileApi(APIView):
         return response
 
 
-class ItemVersionCreateApi(APIView):
+class ItemVersionCreateApi(ProtectedApi):
+    """Adds a version to an item; earlier versions are kept unchanged."""
+
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(
@@ -240,7 +272,7 @@ class ItemVersionCreateApi(APIView):
         summary="Add a version (earlier versions are kept)",
     )
     def post(self, request: Request, item_id: str) -> Response:
-        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.WRITE)
+        access = self.protected_item(item_id, Action.WRITE)
         data = VersionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -257,7 +289,9 @@ class ItemVersionCreateApi(APIView):
         )
 
 
-class ItemShredApi(APIView):
+class ItemShredApi(ProtectedApi):
+    """Crypto-shreds an item: every wrapped key and the stored file are destroyed."""
+
     class InputSerializer(serializers.Serializer):
         reason = serializers.ChoiceField(choices=[(r, r) for r in files.SHRED_REASONS])
 
@@ -274,7 +308,7 @@ class ItemShredApi(APIView):
         description="Destroys every wrapped key of every version and the stored file; cannot be undone.",
     )
     def post(self, request: Request, item_id: str) -> Response:
-        access = item_get_for_user(user=request.user, item_id=item_id, action=Action.SHRED)
+        access = self.protected_item(item_id, Action.SHRED)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         item = files.item_shred(item=access.item, by=request.user, reason=data.validated_data["reason"])

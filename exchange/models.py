@@ -521,3 +521,9 @@ class PupilItemGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         abstract = False
+
+
+CATEGORIES_HELD_BY: dict[str, frozenset[str]] = {
+    kind: frozenset(category for category, kinds in HOLDERS_BY_CATEGORY.items() if kind in kinds)
+    for kind in OrganisationKind.values
+}

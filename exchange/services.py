@@ -89,7 +89,9 @@ def agreement_end(*, agreement: CooperationAgreement, end: date) -> CooperationA
     return agreement
 
 
+@transaction.atomic
 def membership_grant(*, user: User, organisation: Organisation, role: str) -> Membership:
+    """Give a user a role in an organisation; the role group (guardian projection) follows."""
     membership, _created = Membership.objects.get_or_create(
         user=user, organisation=organisation, role=role, defaults={"active": True}
     )
@@ -97,12 +99,18 @@ def membership_grant(*, user: User, organisation: Organisation, role: str) -> Me
         membership.active = True
         membership.save(update_fields=["active"])
     membership.full_clean()
+    from permissions.grants import membership_groups_sync
+
+    membership_groups_sync(user=user)
     return membership
 
 
 def membership_revoke(*, membership: Membership) -> Membership:
     membership.active = False
     membership.save(update_fields=["active"])
+    from permissions.grants import membership_groups_sync
+
+    membership_groups_sync(user=membership.user)
     return membership
 
 

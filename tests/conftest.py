@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from exchange import services
 from exchange.domain import school_year_of
 from exchange.models import Level, Organisation, OrganisationKind, Pupil, Role, SchoolKind
+from permissions.services import involvement_assign, teaching_assign
 from tests.factories import UserFactory, national_number, years_ago
 
 
@@ -50,6 +51,7 @@ STAFF = {
     "worker_x": ("X", Role.CLB_WORKER),
     "worker_x_other": ("X", Role.CLB_WORKER),
     "doctor_x": ("X", Role.CLB_MEDICAL),
+    "director_y": ("Y", Role.CLB_DIRECTOR),
     "worker_y": ("Y", Role.CLB_WORKER),
     "doctor_y": ("Y", Role.CLB_MEDICAL),
     "coach_n": ("N", Role.NAFT_COACH),
@@ -104,4 +106,7 @@ def world(db: None) -> World:
     start = start_of_school_year()
     services.enrolment_register(pupil=lotte, school=orgs["A"], level=Level.SECUNDAIR, start=start)
     services.enrolment_register(pupil=sam, school=orgs["C"], level=Level.BASIS, start=start)
+    # ACC-4: the CLB X director makes worker_x (not worker_x_other) involved with Lotte.
+    involvement_assign(pupil=lotte, clb=orgs["X"], user=users["worker_x"], assigned_by=users["director_x"])
+    teaching_assign(school=orgs["A"], teacher=users["teacher_lotte"], pupil=lotte, assigned_by=users["director_a"])
     return World(orgs=orgs, users=users, lotte=lotte, sam=sam)

@@ -1,0 +1,266 @@
+"""The grants ledger, its key wraps and its django-guardian projection, kept in one transaction.
+
+Creating a grant wraps every version's DEK for the grantee organisation; revoking the last grant
+of an organisation on an item deletes those wraps. django-guardian object permissions
+(direct foreign-key tables, one group per organisation and role) are recomputed from the ledger
+for the touched items in the same transaction; ``reconcile_permissions`` proves they agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from exchange.crypto.keyring import keyring_from_settings
+from exchange.files import version_wrap_aad
+from exchange.models import (
+    ItemVersion,
+    Membership,
+    Organisation,
+    PupilItem,
+    PupilItemGroupObjectPermission,
+    PupilItemUserObjectPermission,
+    WrappedKey,
+)
+from permissions.audit import audit_append
+from permissions.models import NO_SOURCE, AuditAction, AuditOutcome, Grant
+from permissions.policy import roles_reading
+
+VIEW_CODENAME = "view_pupilitem"
+
+
+@cache
+def view_permission_id() -> int:
+    return Permission.objects.get(codename=VIEW_CODENAME, content_type__app_label="exchange").pk
+
+
+def role_group_name(organisation_id: uuid.UUID, role: str) -> str:
+    return f"lp:{organisation_id}:{role}"
+
+
+def role_group(*, organisation_id: uuid.UUID, role: str) -> Group:
+    group, _created = Group.objects.get_or_create(name=role_group_name(organisation_id, role))
+    return group
+
+
+def membership_groups_sync(*, user: Any) -> None:
+    """Put the user in exactly the role groups of their active memberships."""
+    wanted = {
+        role_group(organisation_id=m.organisation_id, role=m.role).pk
+        for m in Membership.objects.filter(user=user, active=True)
+    }
+    current = set(user.groups.filter(name__startswith="lp:").values_list("pk", flat=True))
+    if current - wanted:
+        user.groups.remove(*(current - wanted))
+    if wanted - current:
+        user.groups.add(*(wanted - current))
+
+
+def active_grants(*, at: datetime | None = None) -> QuerySet[Grant]:
+    at = at or timezone.now()
+    return Grant.objects.filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gt=at), revoked_at__isnull=True, valid_from__lte=at
+    )
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    item: PupilItem
+    organisation: Organisation
+    basis: str
+    rule: str
+    user: Any = None
+    source_type: str = ""
+    source_id: uuid.UUID = NO_SOURCE
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+def _ensure_wraps(*, items: list[PupilItem], organisation_ids: dict[uuid.UUID, set[uuid.UUID]]) -> None:
+    """Wrap every version's DEK of each item for the organisations that need it, in bulk."""
+    keyring = keyring_from_settings()
+    versions = list(ItemVersion.objects.filter(item__in=items).select_related("item"))
+    existing = set(
+        WrappedKey.objects.filter(item_version__in=versions).values_list("item_version_id", "organisation_id")
+    )
+    # Any wrap of the version unwraps its DEK: take the holder's.
+    holder_wraps = {
+        w.item_version_id: w
+        for w in WrappedKey.objects.filter(item_version__in=versions, organisation_id__in={i.holder_id for i in items})
+    }
+    new = []
+    for version in versions:
+        wanted = organisation_ids.get(version.item_id, set())
+        missing = [org for org in wanted if (version.id, org) not in existing]
+        if not missing:
+            continue
+        source = holder_wraps.get(version.id)
+        if source is None:
+            continue  # shredded or never wrapped: a grant without a key cannot decrypt
+        dek = keyring.unwrap(
+            org_id=str(source.organisation_id),
+            kek_version=source.kek_version,
+            wrapped=bytes(source.wrapped_dek),
+            aad=version_wrap_aad(
+                item_id=version.item_id, version=version.version, organisation_id=source.organisation_id
+            ),
+        )
+        for org in missing:
+            kek_version, wrapped = keyring.wrap(
+                org_id=str(org),
+                dek=dek,
+                aad=version_wrap_aad(item_id=version.item_id, version=version.version, organisation_id=org),
+            )
+            new.append(
+                WrappedKey(item_version=version, organisation_id=org, kek_version=kek_version, wrapped_dek=wrapped)
+            )
+    WrappedKey.objects.bulk_create(new, ignore_conflicts=True)
+
+
+@transaction.atomic
+def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose: str = "") -> list[Grant]:
+    """Create grants in bulk, wrap keys for the grantees, project to guardian, audit. Idempotent."""
+    specs = list(specs)
+    if not specs:
+        return []
+    now = timezone.now()
+    rows = [
+        Grant(
+            item=s.item,
+            organisation=s.organisation,
+            user=s.user,
+            basis=s.basis,
+            rule=s.rule,
+            source_type=s.source_type,
+            source_id=s.source_id,
+            valid_from=s.valid_from or now,
+            valid_until=s.valid_until,
+            created_by=created_by,
+        )
+        for s in specs
+    ]
+    # Unique constraints on active grants make a duplicate impossible; a repeat is a no-op.
+    Grant.objects.bulk_create(rows, ignore_conflicts=True)
+    items = list({s.item.pk: s.item for s in specs}.values())
+    needed: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    for s in specs:
+        needed[s.item.pk].add(s.organisation.pk)
+    _ensure_wraps(items=items, organisation_ids=needed)
+    projection_sync(items=items)
+    for s in specs:
+        audit_append(
+            action=AuditAction.GRANT,
+            outcome=AuditOutcome.ALLOWED,
+            actor=created_by,
+            organisation_id=s.organisation.pk,
+            pupil_id=s.item.pupil_id,
+            item_id=s.item.pk,
+            purpose=purpose or s.basis,
+            legal_basis=s.rule,
+        )
+    return rows
+
+
+@transaction.atomic
+def grants_revoke(*, grants: QuerySet[Grant], revoked_by: Any = None, purpose: str = "") -> int:
+    """Revoke grants; an organisation left without any grant on an item loses its key wraps (S-4)."""
+    now = timezone.now()
+    revoked = list(grants.filter(revoked_at__isnull=True).select_related("item"))
+    if not revoked:
+        return 0
+    Grant.objects.filter(pk__in=[g.pk for g in revoked]).update(revoked_at=now, revoked_by=revoked_by)
+    items = list({g.item_id: g.item for g in revoked}.values())
+    still = set(Grant.objects.filter(item__in=items, revoked_at__isnull=True).values_list("item_id", "organisation_id"))
+    for grant in revoked:
+        if (grant.item_id, grant.organisation_id) not in still and grant.organisation_id != grant.item.holder_id:
+            WrappedKey.objects.filter(
+                item_version__item_id=grant.item_id, organisation_id=grant.organisation_id
+            ).delete()
+    projection_sync(items=items)
+    for grant in revoked:
+        audit_append(
+            action=AuditAction.REVOKE,
+            outcome=AuditOutcome.ALLOWED,
+            actor=revoked_by,
+            organisation_id=grant.organisation_id,
+            pupil_id=grant.item.pupil_id,
+            item_id=grant.item_id,
+            purpose=purpose or grant.basis,
+            legal_basis=grant.rule,
+        )
+    return len(revoked)
+
+
+def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
+    """The guardian rows the ledger implies: (item, group id) and (item, user id)."""
+    items = list(items)
+    by_id = {i.pk: i for i in items}
+    groups: set[tuple[uuid.UUID, int]] = set()
+    users: set[tuple[uuid.UUID, int]] = set()
+    grants = active_grants().filter(item__in=items).select_related("organisation")
+    for grant in grants:
+        item = by_id[grant.item_id]
+        if grant.user_id is not None:
+            users.add((item.pk, grant.user_id))
+            continue
+        for role in roles_reading(reader_kind=grant.organisation.kind, basis=grant.basis, category=item.category):
+            groups.add((item.pk, role_group(organisation_id=grant.organisation_id, role=role).pk))
+    return groups, users
+
+
+def actual_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
+    items = list(items)
+    perm = view_permission_id()
+    groups = set(
+        PupilItemGroupObjectPermission.objects.filter(content_object__in=items, permission_id=perm).values_list(
+            "content_object_id", "group_id"
+        )
+    )
+    users = set(
+        PupilItemUserObjectPermission.objects.filter(content_object__in=items, permission_id=perm).values_list(
+            "content_object_id", "user_id"
+        )
+    )
+    return groups, users
+
+
+def projection_sync(*, items: Iterable[PupilItem]) -> tuple[int, int]:
+    """Make the guardian rows of ``items`` equal to what the ledger implies; returns (added, removed)."""
+    items = list(items)
+    perm = view_permission_id()
+    want_groups, want_users = expected_projection(items=items)
+    have_groups, have_users = actual_projection(items=items)
+    removed = 0
+    for item_id, group_id in have_groups - want_groups:
+        removed += PupilItemGroupObjectPermission.objects.filter(
+            content_object_id=item_id, group_id=group_id, permission_id=perm
+        ).delete()[0]
+    for item_id, user_id in have_users - want_users:
+        removed += PupilItemUserObjectPermission.objects.filter(
+            content_object_id=item_id, user_id=user_id, permission_id=perm
+        ).delete()[0]
+    PupilItemGroupObjectPermission.objects.bulk_create(
+        [
+            PupilItemGroupObjectPermission(content_object_id=i, group_id=g, permission_id=perm)
+            for i, g in want_groups - have_groups
+        ],
+        ignore_conflicts=True,
+    )
+    PupilItemUserObjectPermission.objects.bulk_create(
+        [
+            PupilItemUserObjectPermission(content_object_id=i, user_id=u, permission_id=perm)
+            for i, u in want_users - have_users
+        ],
+        ignore_conflicts=True,
+    )
+    return len(want_groups - have_groups) + len(want_users - have_users), removed
