@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("exchange.urls")),
+    path("api/v1/", include("permissions.urls")),
     path("api/auth/", include("rest_framework.urls")),
     path("", include("api_schema.urls")),
 ]

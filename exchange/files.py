@@ -33,6 +33,7 @@ from exchange.crypto.keyring import KeyringError, keyring_from_settings, wrap_aa
 from exchange.filetypes import sanitise_file_name, sniff_content_type
 from exchange.models import (
     HEALTH_CATEGORIES,
+    Category,
     ClbDossier,
     IntegrityFailure,
     ItemVersion,
@@ -249,6 +250,10 @@ def item_create(
     from permissions.models import AuditAction, AuditOutcome, Basis
 
     grants_create(specs=[GrantSpec(item=item, organisation=holder, basis=Basis.HOLDER, rule="S-0")], created_by=author)
+    if category == Category.REPORT:
+        from permissions.grants import enrolment_grants_sync
+
+        enrolment_grants_sync(pupil_id=pupil.id, created_by=author)
     audit_append(
         action=AuditAction.WRITE,
         outcome=AuditOutcome.ALLOWED,

@@ -55,12 +55,15 @@ class Role(models.TextChoices):
     CLB_WORKER = "clb_worker", _("CLB-medewerker")
     CLB_MEDICAL = "clb_medical", _("CLB-arts of -verpleegkundige")
     NAFT_COACH = "naft_coach", _("NAFT-coach")
+    DPO = "dpo", _("Functionaris voor gegevensbescherming")
 
 
 ROLES_BY_ORGANISATION_KIND: dict[str, frozenset[str]] = {
-    OrganisationKind.SCHOOL: frozenset({Role.SCHOOL_DIRECTOR, Role.CARE_TEAM, Role.TEACHER, Role.ADMINISTRATION}),
-    OrganisationKind.CLB: frozenset({Role.CLB_DIRECTOR, Role.CLB_WORKER, Role.CLB_MEDICAL}),
-    OrganisationKind.NAFT: frozenset({Role.NAFT_COACH}),
+    OrganisationKind.SCHOOL: frozenset(
+        {Role.SCHOOL_DIRECTOR, Role.CARE_TEAM, Role.TEACHER, Role.ADMINISTRATION, Role.DPO}
+    ),
+    OrganisationKind.CLB: frozenset({Role.CLB_DIRECTOR, Role.CLB_WORKER, Role.CLB_MEDICAL, Role.DPO}),
+    OrganisationKind.NAFT: frozenset({Role.NAFT_COACH, Role.DPO}),
 }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.domain import (
@@ -234,6 +235,9 @@ def enrolment_register(
             }
         )
     enrolment.save()
+    from permissions.grants import enrolment_grants_sync
+
+    enrolment_grants_sync(pupil_id=pupil.pk, created_by=registered_by)
     return enrolment
 
 
@@ -248,6 +252,12 @@ def enrolment_end(*, enrolment: Enrolment, end: date) -> Enrolment:
     if later.filter(start__gte=enrolment.start).exists():
         raise ValidationError({"end": _("The end date overlaps a later enrolment of the pupil.")})
     enrolment.save(update_fields=["end"])
+    from permissions.models import Grant
+
+    # The school keeps reading the pupil's verslagen until the enrolment's last day (T-SCH-2).
+    Grant.objects.filter(source_type="enrolment", source_id=enrolment.pk, revoked_at__isnull=True).update(
+        valid_until=datetime.combine(end, datetime.max.time(), tzinfo=timezone.get_current_timezone())
+    )
     return enrolment
 
 

@@ -207,7 +207,13 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
     by_id = {i.pk: i for i in items}
     groups: set[tuple[uuid.UUID, int]] = set()
     users: set[tuple[uuid.UUID, int]] = set()
-    grants = active_grants().filter(item__in=items).select_related("organisation")
+    # Future grants (an enrolment from 1 September, T-CLB-5) are projected already; the access
+    # check enforces ``valid_from`` in SQL, so the projection never has to wait for a clock.
+    grants = (
+        Grant.objects.filter(item__in=items, revoked_at__isnull=True)
+        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=timezone.now()))
+        .select_related("organisation")
+    )
     for grant in grants:
         item = by_id[grant.item_id]
         if grant.user_id is not None:
@@ -264,3 +270,46 @@ def projection_sync(*, items: Iterable[PupilItem]) -> tuple[int, int]:
         ignore_conflicts=True,
     )
     return len(want_groups - have_groups) + len(want_users - have_users), removed
+
+
+def enrolment_grants_sync(*, pupil_id: uuid.UUID, created_by: Any = None) -> None:
+    """T-SCH-2 (as IRIS): every verslag of a pupil is visible to each school the pupil is enrolled at.
+
+    An enrolment grants its school the pupil's report items from the enrolment's start (so a
+    future enrolment grants nothing before 1 September, T-CLB-5) until its end; an ended or
+    removed enrolment loses its grants.
+    """
+    from exchange.models import Category, Enrolment
+
+    tz = timezone.get_current_timezone()
+    enrolments = list(Enrolment.objects.filter(pupil_id=pupil_id).select_related("school"))
+    reports = list(PupilItem.objects.filter(pupil_id=pupil_id, category=Category.REPORT, shredded_at__isnull=True))
+    existing = Grant.objects.filter(item__in=reports, basis="enrolment", revoked_at__isnull=True)
+    wanted: dict[tuple[uuid.UUID, uuid.UUID], Enrolment] = {}
+    for enrolment in enrolments:
+        for item in reports:
+            if item.holder_id != enrolment.school_id:
+                wanted[(item.pk, enrolment.pk)] = enrolment
+    have = {(g.item_id, g.source_id) for g in existing}
+    specs = []
+    by_id = {i.pk: i for i in reports}
+    for (item_id, enrolment_id), enrolment in wanted.items():
+        if (item_id, enrolment_id) in have:
+            continue
+        start = datetime.combine(enrolment.start, datetime.min.time(), tzinfo=tz)
+        until = datetime.combine(enrolment.end, datetime.max.time(), tzinfo=tz) if enrolment.end is not None else None
+        specs.append(
+            GrantSpec(
+                item=by_id[item_id],
+                organisation=enrolment.school,
+                basis="enrolment",
+                rule="T-SCH-2",
+                source_type="enrolment",
+                source_id=enrolment.pk,
+                valid_from=start,
+                valid_until=until,
+            )
+        )
+    grants_create(specs=specs, created_by=created_by, purpose="enrolment")
+    stale = existing.exclude(source_id__in=[e.pk for e in enrolments])
+    grants_revoke(grants=stale, revoked_by=created_by, purpose="enrolment ended")

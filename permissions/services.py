@@ -15,7 +15,7 @@ from permissions.audit import audit_append
 from permissions.grants import GrantSpec, grants_create, grants_revoke
 from permissions.models import AuditAction, AuditOutcome, Basis, Grant, Involvement, Shield, TeachingAssignment
 
-CLB_STAFF = {Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR}
+CLB_STAFF: set[str] = {Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR}
 
 
 def _member(user: Any, organisation: Organisation, roles: set[str]) -> bool:
