@@ -23,6 +23,7 @@ from exchange.models import (
     Organisation,
     OrganisationKind,
     Pupil,
+    PupilItem,
     PupilParent,
     Role,
 )
@@ -118,8 +119,12 @@ def pupil_list_for_user(*, user: AnyUser, day: date | None = None) -> QuerySet[P
     ).values("school_id")
     at_served_school = current.filter(pupil=OuterRef("pk"), school_id__in=agreements)
     own_child = PupilParent.objects.filter(pupil=OuterRef("pk"), user=user)
+    # An organisation that holds items about the pupil (a NAFT provider's trajectory, a former
+    # CLB keeping retained items, T-CLB-3) keeps that relation.
+    all_orgs = organisation_ids_for_user(user=user)
+    holds_items = PupilItem.objects.filter(pupil=OuterRef("pk"), holder_id__in=all_orgs, shredded_at__isnull=True)
     return Pupil.objects.filter(
-        Exists(at_own_school) | Exists(at_served_school) | Exists(own_child) | Q(user=user)
+        Exists(at_own_school) | Exists(at_served_school) | Exists(own_child) | Exists(holds_items) | Q(user=user)
     ).order_by("created_at")
 
 
