@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 
 from config.celery import app as celery_app
-from exchange.models import Enrolment, Membership, Organisation, Pupil, PupilParent
+from exchange.models import Enrolment, Membership, Organisation, Pupil, PupilItem, PupilParent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,9 +72,10 @@ def test_docker_compose_wiring() -> None:
 def test_seed_demo_creates_the_personas_and_is_idempotent() -> None:
     out = io.StringIO()
     call_command("seed_demo", stdout=out)
-    counts = [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership)]
+    counts = [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership, PupilItem)]
     call_command("seed_demo", stdout=io.StringIO())
-    assert [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership)] == counts
+    assert [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership, PupilItem)] == counts
+    assert counts[5] == 4
     assert counts[0] == 6
     assert counts[1] == 2
     text = out.getvalue()

@@ -16,12 +16,15 @@ from rest_framework.authtoken.models import Token
 from exchange import services
 from exchange.domain import national_number_for, school_year_of
 from exchange.models import (
+    Category,
     CooperationAgreement,
     Enrolment,
+    ItemKind,
     Level,
     Organisation,
     OrganisationKind,
     Pupil,
+    PupilItem,
     PupilParent,
     Role,
     SchoolKind,
@@ -143,7 +146,58 @@ class Command(BaseCommand):
             rows.append((username, key, who))
         if not PupilParent.objects.filter(pupil=lotte, user__isnull=True).exists():
             services.parent_add(pupil=lotte, first_name="Jan", last_name="Peeters", email="jan.peeters@example.org")
+        self._need_to_know(orgs, lotte)
         return rows
+
+    def _need_to_know(self, orgs: dict[str, Organisation], lotte: Pupil) -> None:
+        """Involvement, teaching and a few encrypted items, so the demo shows need to know at work."""
+        from exchange.files import item_create
+        from permissions.services import involvement_assign, teaching_assign
+
+        users = {u.username: u for u in get_user_model().objects.filter(username__in=[s[0] for s in STAFF])}
+        involvement_assign(pupil=lotte, clb=orgs["X"], user=users["worker.x"], assigned_by=users["director.x"])
+        teaching_assign(school=orgs["A"], teacher=users["teacher.lotte"], pupil=lotte, assigned_by=users["director.a"])
+        if PupilItem.objects.filter(pupil=lotte).exists():
+            return
+        today = timezone.localdate()
+        item_create(
+            pupil=lotte,
+            holder=orgs["X"],
+            category=Category.REPORT,
+            kind=ItemKind.GEMOTIVEERD_VERSLAG,
+            title="Gemotiveerd verslag – redelijke aanpassingen",
+            body="Extra tijd bij toetsen; dyslexie.",
+            report_type="gemotiveerd verslag",
+            report_valid_from=today,
+            author=users["worker.x"],
+        )
+        item_create(
+            pupil=lotte,
+            holder=orgs["X"],
+            category=Category.GUIDANCE,
+            kind=ItemKind.NOTE,
+            title="Intakegesprek",
+            body="Gesprek met Lotte over schoolmoeheid.",
+            author=users["worker.x"],
+        )
+        item_create(
+            pupil=lotte,
+            holder=orgs["X"],
+            category=Category.VACCINATION,
+            kind=ItemKind.RECORD,
+            title="Vaccinatie HPV",
+            body="Dosis 1 toegediend.",
+            author=users["doctor.x"],
+        )
+        item_create(
+            pupil=lotte,
+            holder=orgs["A"],
+            category=Category.CAREER,
+            kind=ItemKind.DOCUMENT,
+            title="Beslissing klassenraad juni",
+            body="A-attest.",
+            author=users["care.a"],
+        )
 
     def _pupil(self, birth: date, serial: int, first: str, last: str, address: str) -> Pupil:
         number = national_number_for(birth, serial)
