@@ -87,8 +87,7 @@ def test_interrupted_rotation_leaves_everything_readable_and_resumes(
         call_command("rotate_keys", "--no-progress", "--batch-size", "2", stdout=io.StringIO())
     monkeypatch.setattr(tqdm.tqdm, "update", real_update)
     versions = list(WrappedKey.objects.values_list("kek_version", flat=True))
-    assert 1 in versions
-    assert 2 in versions
+    assert set(versions) == {1, 2}  # half rotated: some wraps still under v1, some under v2
     for item_id in items:
         assert world.client("care_a").get(f"/api/v1/items/{item_id}").status_code == 200
     call_command("rotate_keys", "--no-progress", stdout=io.StringIO())
