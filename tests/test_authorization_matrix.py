@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from exchange import files
 from exchange.models import Category, ItemKind, Membership, PupilItem
+from exchange.uploads import SealedUpload
 from permissions.models import AuditEvent, Grant, Involvement, Shield, TeachingAssignment
-from permissions.policy import POLICY, READ
+from permissions.policy import POLICY, READ, WRITE
 from permissions.services import item_pass_to_teacher
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +70,8 @@ def matrix(world) -> Matrix:
     items: dict[str, PupilItem] = {}
     for key, holder, category, kind in ITEMS:
         report = kind in (ItemKind.VERSLAG, ItemKind.GEMOTIVEERD_VERSLAG)
+        upload = SealedUpload(name=f"{key}.txt", content_type="text/plain", charset=None)
+        upload.seal(f"{key} file".encode())
         items[key] = files.item_create(
             pupil=world.lotte,
             holder=world.orgs[holder],
@@ -76,6 +79,7 @@ def matrix(world) -> Matrix:
             kind=kind,
             title=f"{key} title",
             body=f"{key} body",
+            upload=upload,
             report_type="type 9" if report else "",
             report_valid_from=timezone.localdate() if report else None,
         )
@@ -89,13 +93,13 @@ def matrix(world) -> Matrix:
     return Matrix(world=world, items=items)
 
 
-def expected_readable(user: Any, item: PupilItem) -> bool:
+def expected_readable(user: Any, item: PupilItem, action: str = READ) -> bool:
     """An independent reading of the policy table over the ledger (no SQL compilation)."""
     now = timezone.now()
     memberships = Membership.objects.filter(user=user, active=True).select_related("organisation")
     for membership in memberships:
         for rule in POLICY:
-            if rule.action != READ or rule.reader_kind != membership.organisation.kind:
+            if rule.action != action or rule.reader_kind != membership.organisation.kind:
                 continue
             if membership.role not in rule.roles or item.category not in rule.categories:
                 continue
@@ -176,9 +180,15 @@ def test_matrix_detail_file_and_list(matrix, persona: str, django_assert_max_num
         expected = expected_readable(user, item)
         response = client.get(f"/api/v1/items/{item.id}")
         assert response.status_code == (200 if expected else 404), (persona, key, response.content)
+        download = client.get(f"/api/v1/items/{item.id}/file")
+        assert download.status_code == (200 if expected else 404), (persona, key)
         if expected:
             allowed.add(str(item.id))
             assert response.json()["body"] == f"{key} body"
+            assert b"".join(download.streaming_content) == f"{key} file".encode()
+        may_write = expected_readable(user, item, WRITE)
+        version = client.post(f"/api/v1/items/{item.id}/versions", {"title": "v2", "body": "v2"}, format="json")
+        assert version.status_code == (201 if may_write else 404), (persona, key, version.content)
     listing_url = f"/api/v1/pupils/{world.lotte.id}/items"
     with django_assert_max_num_queries(25):
         listing = client.get(listing_url + "?page_size=200")
