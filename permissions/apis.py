@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api_schema.pagination import Pagination
-from exchange import selectors
+from exchange import files, selectors
 from exchange.models import Organisation, OrganisationKind, Pupil, PupilItem, Role
 from permissions import services
 from permissions.access import Action
@@ -214,6 +214,76 @@ class ItemShieldApi(ProtectedApi):
         return Response(self.OutputSerializer(shield).data, status=status.HTTP_201_CREATED)
 
 
+def _data_subject_pupil(request: Request, pupil_id: uuid.UUID) -> tuple[Pupil, bool]:
+    """ACC-1: the capable pupil, or the parents of a pupil under 12. Returns (pupil, is_self)."""
+    pupil = Pupil.objects.filter(pk=pupil_id).first()
+    if pupil is None:
+        raise NotFound
+    is_self = pupil.user_id is not None and pupil.user_id == request.user.pk
+    is_parent = request.user.pk is not None and pupil.parents.filter(user_id=request.user.pk).exists()
+    if not (is_self or is_parent):
+        raise NotFound
+    capable = selectors.pupil_identity(pupil=pupil).is_presumed_capable(selectors.today())
+    if is_parent and not is_self and capable:
+        raise PermissionDenied(
+            _("From 12 the pupil decides (ACC-1): this is shown to the pupil, or to you with their consent.")
+        )
+    if is_self and not capable:
+        raise PermissionDenied(_("Under 12 the parents inspect the file (ACC-1)."))
+    return pupil, is_self
+
+
+class FileOverviewEntrySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    holder = serializers.CharField()
+    category = serializers.CharField()
+    kind = serializers.CharField()
+    title = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    through_trusted_person = serializers.BooleanField(
+        help_text="ACC-3: shown to the minor only through a trusted person (harmful now)"
+    )
+
+
+class PupilFileOverviewApi(APIView):
+    """ACC-1..3: what is in my file — the items, by holder and category, without their content."""
+
+    @extend_schema(
+        operation_id="pupils_file_overview_list",
+        responses={200: FileOverviewEntrySerializer(many=True)},
+        summary="What is in my file (the pupil, or the parents of a pupil under 12)",
+        description=(
+            "Lists the items held about the pupil with holder, category and title. Never listed (ACC-3): "
+            "items marked third-party confidential, about others only or for the judiciary; for parents also "
+            "items the pupil asked to withhold from them. Inspecting content goes through the holder (ACC-2)."
+        ),
+    )
+    def get(self, request: Request, pupil_id: uuid.UUID) -> Response:
+        pupil, is_self = _data_subject_pupil(request, pupil_id)
+        items = (
+            PupilItem.objects.filter(pupil=pupil, shredded_at__isnull=True)
+            .exclude(pk__in=_hidden_items(pupil, for_parent=not is_self))
+            .select_related("holder")
+            .order_by("-created_at", "id")
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(items, request, view=self) or []
+        titles = files.item_titles(items=page, organisation_ids={i.holder_id for i in page}, user=request.user)
+        rows = [
+            {
+                "id": item.pk,
+                "holder": item.holder.name,
+                "category": item.category,
+                "kind": item.kind,
+                "title": "" if item.harmful_now else titles.get(item.pk, ""),
+                "created_at": item.created_at,
+                "through_trusted_person": item.harmful_now,
+            }
+            for item in page
+        ]
+        return paginator.get_paginated_response(FileOverviewEntrySerializer(rows, many=True).data)
+
+
 class AccessLogEntrySerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     organisation = serializers.CharField(allow_null=True)
@@ -247,20 +317,7 @@ class PupilAccessLogApi(APIView):
         ),
     )
     def get(self, request: Request, pupil_id: uuid.UUID) -> Response:
-        pupil = Pupil.objects.filter(pk=pupil_id).first()
-        if pupil is None:
-            raise NotFound
-        is_self = pupil.user_id is not None and pupil.user_id == request.user.pk
-        is_parent = request.user.pk is not None and pupil.parents.filter(user_id=request.user.pk).exists()
-        if not (is_self or is_parent):
-            raise NotFound
-        capable = selectors.pupil_identity(pupil=pupil).is_presumed_capable(selectors.today())
-        if is_parent and not is_self and capable:
-            raise PermissionDenied(
-                _("From 12 the pupil decides (ACC-1): the log is shown to the pupil, or to you with their consent.")
-            )
-        if is_self and not capable:
-            raise PermissionDenied(_("Under 12 the parents inspect the file (ACC-1)."))
+        pupil, is_self = _data_subject_pupil(request, pupil_id)
         events = (
             AuditEvent.objects.filter(pupil_id=pupil.pk)
             .exclude(item_id__in=_hidden_items(pupil, for_parent=not is_self))

@@ -249,3 +249,42 @@ def test_acc5_dpo_exports_a_pupils_events(world) -> None:
     assert any(line["action"] == "read" and line["item"] == str(item.id) for line in lines)
     assert all(line["pupil"] == str(world.lotte.id) for line in lines)
     assert world.client("stranger").get("/api/v1/audit/export?pupil=nope").status_code == 400
+
+
+def test_acc3_file_overview_never_lists_hidden_items_to_the_pupil_or_parents(world) -> None:
+    def make(title: str, **flags: bool):
+        return files.item_create(
+            pupil=world.sam,
+            holder=world.orgs["X"],
+            category=Category.GUIDANCE,
+            kind=ItemKind.NOTE,
+            title=title,
+            body="b",
+            flags=flags,
+        )
+
+    make("gewoon")
+    make("derde", third_party_confidential=True)
+    make("anderen", about_others_only=True)
+    make("gerecht", for_judiciary=True)
+    make("niet aan ouders", withheld_from_parents=True)
+    make("schadelijk", harmful_now=True)
+    response = world.client("parent_sam").get(f"/api/v1/pupils/{world.sam.id}/file-overview")
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert sorted(r["title"] for r in rows) == ["", "gewoon"]
+    assert [r["through_trusted_person"] for r in rows if r["title"] == ""] == [True]
+    # Lotte (14) sees her own overview, her parent does not without her consent (ACC-1).
+    files.item_create(
+        pupil=world.lotte,
+        holder=world.orgs["X"],
+        category=Category.GUIDANCE,
+        kind=ItemKind.NOTE,
+        title="voor Lotte",
+        body="b",
+        flags={"withheld_from_parents": True},
+    )
+    own = world.client("lotte").get(f"/api/v1/pupils/{world.lotte.id}/file-overview").json()["results"]
+    assert [r["title"] for r in own] == ["voor Lotte"]
+    assert world.client("parent_lotte").get(f"/api/v1/pupils/{world.lotte.id}/file-overview").status_code == 403
+    assert world.client("worker_x").get(f"/api/v1/pupils/{world.lotte.id}/file-overview").status_code == 404
