@@ -158,6 +158,8 @@ SPECTACULAR_SETTINGS = {
         "OrganisationKindEnum": "exchange.models.OrganisationKind.choices",
         "ItemKindEnum": "exchange.models.ItemKind.choices",
         "SchoolKindEnum": "exchange.models.SchoolKind.choices",
+        "RecordedViaEnum": "consent.models.RecordedVia.choices",
+        "CategoryEnum": "exchange.models.Category.choices",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
