@@ -328,7 +328,8 @@ def share_create(
                 raise ValidationError({"items": _("An item is not covered by the consent.")})
             if item.pupil_id != pupil.pk or item.holder_id != clb.pk or item.is_shredded or item.health:
                 raise ValidationError({"items": _("Only current, non-health items of this pupil held by the CLB.")})
-        dossier_items = PupilItem.objects.filter(dossier=dossier, shredded_at__isnull=True).count()
+        # S-3: a selection must leave out part of what could be shared at all (the non-health items).
+        dossier_items = PupilItem.objects.filter(dossier=dossier, shredded_at__isnull=True, health=False).count()
         if dossier is not None and len(items) > 1 and len({i.pk for i in items}) >= dossier_items:
             raise ValidationError({"items": _("A share is a selection, never the whole dossier (S-3).")})
     if dossier is None:
