@@ -340,7 +340,8 @@ class EnrolmentCreateApi(APIView):
         description=(
             "Enrols a pupil by national number. A pupil unknown to the platform is registered at the "
             "same time and then needs first_name, last_name and birth_date. At most one enrolment per "
-            "pupil and level at a time: an overlapping enrolment is refused with 400."
+            "pupil and level at a time: an open enrolment at another school that started earlier ends the "
+            "day before (a school change, which plans the handovers); any other overlap is refused with 400."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -372,6 +373,7 @@ class EnrolmentCreateApi(APIView):
                 end=values.get("end"),
                 school_year=values.get("school_year"),
                 registered_by=request.user,  # type: ignore[arg-type]
+                ends_previous=True,
             )
         return Response(EnrolmentOutputSerializer(enrolment).data, status=status.HTTP_201_CREATED)
 

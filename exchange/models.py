@@ -530,3 +530,118 @@ CATEGORIES_HELD_BY: dict[str, frozenset[str]] = {
     kind: frozenset(category for category, kinds in HOLDERS_BY_CATEGORY.items() if kind in kinds)
     for kind in OrganisationKind.values
 }
+
+
+class HandoverKind(models.TextChoices):
+    CLB = "clb", _("CLB → CLB (BVR 1 juni 2018, art. 27)")
+    SCHOOL = "school", _("School → school")
+
+
+class HandoverState(models.TextChoices):
+    PLANNED = "planned", _("Gepland")
+    WAITING = "waiting", _("Wacht op verzet")
+    EXECUTED = "executed", _("Uitgevoerd")
+    EXECUTED_WITH_OBJECTION = "executed_with_objection", _("Uitgevoerd met verzet")
+    CANCELLED = "cancelled", _("Geannuleerd")
+
+
+class Handover(models.Model):
+    """What moves from the old organisation to the new one when a pupil changes school.
+
+    The plan (``HandoverItem`` rows) is frozen when made: what the family is told is what moves.
+    ``effective_at`` (T-CLB-5: not before 1 September for next year's enrolment) and
+    ``objection_deadline`` (T-CLB-2 / T-SCH-3) are columns a periodic sweeper scans.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.ForeignKey(Pupil, on_delete=models.PROTECT, related_name="handovers")
+    enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="handovers")
+    kind = models.CharField(max_length=10, choices=HandoverKind.choices)
+    from_organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="handovers_out")
+    to_organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="handovers_in")
+    state = models.CharField(max_length=30, choices=HandoverState.choices, default=HandoverState.PLANNED)
+    planned_at = models.DateTimeField()
+    effective_at = models.DateTimeField()
+    objection_deadline = models.DateTimeField()
+    mandatory_granted_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-planned_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["enrolment", "kind"], name="handover_one_per_enrolment_kind"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "effective_at"], name="handover_due_mandatory_idx"),
+            models.Index(fields=["state", "objection_deadline"], name="handover_due_execution_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} handover {self.id} ({self.state})"
+
+
+class HandoverItem(models.Model):
+    """One item of a frozen plan: mandatory (moves at once) or objectable (moves after the window)."""
+
+    id = models.BigAutoField(primary_key=True)
+    handover = models.ForeignKey(Handover, on_delete=models.CASCADE, related_name="plan")
+    item = models.ForeignKey(PupilItem, on_delete=models.CASCADE, related_name="+")
+    mandatory = models.BooleanField()
+    rule = models.CharField(max_length=20)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["handover", "item"], name="handover_item_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} in {self.handover_id}"
+
+
+class HandoverEvent(models.Model):
+    """The visible history of a handover."""
+
+    id = models.BigAutoField(primary_key=True)
+    handover = models.ForeignKey(Handover, on_delete=models.CASCADE, related_name="history")
+    at = models.DateTimeField()
+    state = models.CharField(max_length=30, choices=HandoverState.choices)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.handover_id}: {self.state}"
+
+
+class Notice(models.Model):
+    """T-CLB-2: the notification of a planned transfer to the capable pupil or the parents.
+
+    The text is rendered from the frozen plan when read; nothing of the pupil's file is stored here.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    handover = models.ForeignKey(Handover, on_delete=models.CASCADE, related_name="notices")
+    addressee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    parent = models.ForeignKey(PupilParent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    to_pupil = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"notice {self.id}"
+
+
+class Outbox(models.Model):
+    """A message to send after commit; the sweeper resends what a lost broker message left behind."""
+
+    id = models.BigAutoField(primary_key=True)
+    topic = models.CharField(max_length=40)
+    object_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["processed_at", "created_at"], name="outbox_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.object_id}"

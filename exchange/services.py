@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -200,8 +200,14 @@ def enrolment_register(
     end: date | None = None,
     school_year: str | None = None,
     registered_by: User | None = None,
+    ends_previous: bool = False,
 ) -> Enrolment:
-    """Enrol a pupil at a school; at most one enrolment per pupil and level at a time."""
+    """Enrol a pupil at a school; at most one enrolment per pupil and level at a time.
+
+    With ``ends_previous`` (a school change registered by the new school), an open enrolment at
+    another school that started earlier ends the day before this one starts. The handovers the
+    change triggers are planned in the same transaction (T-CLB-1, T-SCH-1).
+    """
     enrolment = Enrolment(
         pupil=pupil,
         school=school,
@@ -219,6 +225,20 @@ def enrolment_register(
         .select_related("school")
         .first()
     )
+    if (
+        clash is not None
+        and ends_previous
+        and clash.end is None
+        and clash.school_id != school.pk
+        and clash.start < start
+    ):
+        clash.end = start - timedelta(days=1)
+        clash.save(update_fields=["end"])
+        clash = (
+            Enrolment.objects.filter(_overlaps(start=start, end=end), pupil=pupil, level=level)
+            .select_related("school")
+            .first()
+        )
     if clash is not None:
         raise ValidationError(
             {
@@ -235,9 +255,11 @@ def enrolment_register(
             }
         )
     enrolment.save()
+    from exchange.handover import handover_plan_for_enrolment
     from permissions.grants import enrolment_grants_sync
 
     enrolment_grants_sync(pupil_id=pupil.pk, created_by=registered_by)
+    handover_plan_for_enrolment(enrolment=enrolment)
     return enrolment
 
 

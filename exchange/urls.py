@@ -27,3 +27,21 @@ urlpatterns += [
     path("items/<uuid:item_id>/versions", item_apis.ItemVersionCreateApi.as_view(), name="item-version-create"),
     path("items/<uuid:item_id>/shred", item_apis.ItemShredApi.as_view(), name="item-shred"),
 ]
+
+from exchange import handover_apis  # noqa: E402
+
+urlpatterns += [
+    path("handovers", handover_apis.HandoverListApi.as_view(), name="handover-list"),
+    path("handovers/<uuid:handover_id>", handover_apis.HandoverDetailApi.as_view(), name="handover-detail"),
+    path(
+        "handovers/<uuid:handover_id>/objections",
+        handover_apis.ObjectionCreateApi.as_view(),
+        name="handover-objection-create",
+    ),
+    path("notices", handover_apis.NoticeListApi.as_view(), name="notice-list"),
+    path(
+        "pupils/<uuid:pupil_id>/transferred-reports",
+        handover_apis.TransferredReportsApi.as_view(),
+        name="pupil-transferred-reports",
+    ),
+]

@@ -122,6 +122,69 @@ def audit_append(
 
 
 @dataclass(frozen=True)
+class EventSpec:
+    action: str
+    outcome: str
+    actor_id: int | None = None
+    organisation_id: uuid.UUID | None = None
+    role: str = ""
+    pupil_id: uuid.UUID | None = None
+    item_id: uuid.UUID | None = None
+    purpose: str = ""
+    legal_basis: str = ""
+
+
+def audit_append_many(*, events: list[EventSpec]) -> int:
+    """Append many events under one lock of the head, in one bulk insert (bulk grants, handovers)."""
+    if not events:
+        return 0
+    with transaction.atomic():
+        head, _created = AuditHead.objects.select_for_update().get_or_create(id=1)
+        sequence, prev = head.sequence, head.hash
+        at = timezone.now()
+        rows = []
+        for spec in events:
+            sequence += 1
+            canonical = _canonical(
+                sequence=sequence,
+                at=at,
+                actor_id=spec.actor_id,
+                organisation_id=spec.organisation_id,
+                role=spec.role,
+                pupil_id=spec.pupil_id,
+                item_id=spec.item_id,
+                action=spec.action,
+                purpose=spec.purpose,
+                legal_basis=spec.legal_basis,
+                outcome=spec.outcome,
+            )
+            digest = _hash(prev, canonical)
+            rows.append(
+                AuditEvent(
+                    sequence=sequence,
+                    at=at,
+                    actor_id=spec.actor_id,
+                    organisation_id=spec.organisation_id,
+                    role=spec.role,
+                    pupil_id=spec.pupil_id,
+                    item_id=spec.item_id,
+                    action=spec.action,
+                    purpose=spec.purpose,
+                    legal_basis=spec.legal_basis,
+                    outcome=spec.outcome,
+                    prev_hash=prev,
+                    hash=digest,
+                )
+            )
+            prev = digest
+        AuditEvent.objects.bulk_create(rows, batch_size=2000)
+        head.sequence = sequence
+        head.hash = prev
+        head.save(update_fields=["sequence", "hash"])
+    return len(rows)
+
+
+@dataclass(frozen=True)
 class ChainBreak:
     sequence: int
     reason: str

@@ -32,7 +32,7 @@ from exchange.models import (
     PupilItemUserObjectPermission,
     WrappedKey,
 )
-from permissions.audit import audit_append
+from permissions.audit import EventSpec, audit_append, audit_append_many
 from permissions.models import NO_SOURCE, AuditAction, AuditOutcome, Grant
 from permissions.policy import roles_reading
 
@@ -157,17 +157,22 @@ def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose
         needed[s.item.pk].add(s.organisation.pk)
     _ensure_wraps(items=items, organisation_ids=needed)
     projection_sync(items=items)
-    for s in specs:
-        audit_append(
-            action=AuditAction.GRANT,
-            outcome=AuditOutcome.ALLOWED,
-            actor=created_by,
-            organisation_id=s.organisation.pk,
-            pupil_id=s.item.pupil_id,
-            item_id=s.item.pk,
-            purpose=purpose or s.basis,
-            legal_basis=s.rule,
-        )
+    actor_id = created_by.pk if created_by is not None and getattr(created_by, "is_authenticated", False) else None
+    audit_append_many(
+        events=[
+            EventSpec(
+                action=AuditAction.GRANT,
+                outcome=AuditOutcome.ALLOWED,
+                actor_id=actor_id,
+                organisation_id=s.organisation.pk,
+                pupil_id=s.item.pupil_id,
+                item_id=s.item.pk,
+                purpose=purpose or s.basis,
+                legal_basis=s.rule,
+            )
+            for s in specs
+        ]
+    )
     return rows
 
 
@@ -209,6 +214,7 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
     users: set[tuple[uuid.UUID, int]] = set()
     # Future grants (an enrolment from 1 September, T-CLB-5) are projected already; the access
     # check enforces ``valid_from`` in SQL, so the projection never has to wait for a clock.
+    group_ids: dict[tuple[uuid.UUID, str], int] = {}
     grants = (
         Grant.objects.filter(item__in=items, revoked_at__isnull=True)
         .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=timezone.now()))
@@ -220,7 +226,10 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
             users.add((item.pk, grant.user_id))
             continue
         for role in roles_reading(reader_kind=grant.organisation.kind, basis=grant.basis, category=item.category):
-            groups.add((item.pk, role_group(organisation_id=grant.organisation_id, role=role).pk))
+            key = (grant.organisation_id, role)
+            if key not in group_ids:
+                group_ids[key] = role_group(organisation_id=grant.organisation_id, role=role).pk
+            groups.add((item.pk, group_ids[key]))
     return groups, users
 
 

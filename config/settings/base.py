@@ -160,6 +160,8 @@ SPECTACULAR_SETTINGS = {
         "SchoolKindEnum": "exchange.models.SchoolKind.choices",
         "RecordedViaEnum": "consent.models.RecordedVia.choices",
         "CategoryEnum": "exchange.models.Category.choices",
+        "HandoverKindEnum": "exchange.models.HandoverKind.choices",
+        "ActorEnum": "consent.models.Actor.choices",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -189,7 +191,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Deadlines are database columns; this sweep claims what is due (ARCHITECTURE.md).
+    "handover-sweep": {
+        "task": "exchange.tasks.handover_sweep",
+        "schedule": env.float("LP_SWEEP_SECONDS", default=60.0),
+    },
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Keyring (exchange/crypto): versioned KEKs and the blind-index key. The defaults are the

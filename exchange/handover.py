@@ -1,0 +1,472 @@
+"""Automatic handover when a pupil changes school (T-CLB-1..T-CLB-6, T-SCH-1..T-SCH-5).
+
+Planning happens in the enrolment's transaction and freezes the plan. Mandatory items are granted
+once the handover is effective (at once, or on 1 September for next year's enrolment, T-CLB-5);
+objectable items after the objection window, unless an objection arrived in time. Deadlines are
+columns; ``handover_sweep`` claims due handovers with ``SKIP LOCKED`` and works in bulk. Every
+step is a conditional state change under a row lock, so running it twice does nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from exchange.domain import school_year_of, school_year_start
+from exchange.models import (
+    Category,
+    ClbDossier,
+    CooperationAgreement,
+    Enrolment,
+    Handover,
+    HandoverEvent,
+    HandoverItem,
+    HandoverKind,
+    HandoverState,
+    ItemVersion,
+    Notice,
+    Organisation,
+    Outbox,
+    Pupil,
+    PupilItem,
+)
+
+logger = logging.getLogger(__name__)
+
+# category → (mandatory, rule). Anything not listed never moves (T-SCH-4 for discipline, and
+# school health data, NAFT reports held by a provider, ...).
+CLB_PLAN: dict[str, tuple[bool, str]] = {
+    Category.IDENTIFICATION: (True, "T-CLB-4"),
+    Category.VACCINATION: (True, "T-CLB-4"),
+    Category.MEDICAL: (True, "T-CLB-4"),
+    Category.ATTENDANCE: (True, "T-CLB-4"),
+    Category.REPORT: (True, "T-CLB-4"),
+    Category.GUIDANCE: (False, "T-CLB-3"),
+}
+SCHOOL_PLAN: dict[str, tuple[bool, str]] = {
+    Category.REPORT: (True, "T-SCH-2"),
+    Category.IDENTIFICATION: (True, "T-SCH-5"),
+    Category.ATTENDANCE: (True, "T-SCH-5"),
+    Category.CAREER: (False, "T-SCH-3"),
+}
+NEVER_MOVES = "T-SCH-4"
+
+
+def _brussels_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.get_current_timezone())
+
+
+def effective_at_for(enrolment: Enrolment, now: datetime) -> datetime:
+    """T-CLB-5: an enrolment for a later school year moves nothing before 1 September of that year."""
+    current_year = school_year_of(timezone.localdate(now))
+    if enrolment.school_year > current_year:
+        return max(now, _brussels_midnight(school_year_start(enrolment.school_year)))
+    return now
+
+
+def objection_deadline_for(organisation: Organisation, notified: datetime) -> datetime:
+    """T-CLB-2 / T-SCH-3: the window in calendar days after the notification, to the end of that day."""
+    return _end_of_day(timezone.localdate(notified) + timedelta(days=organisation.objection_window_days))
+
+
+def clb_of_school(school: Organisation, day: date) -> Organisation | None:
+    agreement = (
+        CooperationAgreement.objects.filter(Q(end__isnull=True) | Q(end__gte=day), school=school, start__lte=day)
+        .select_related("clb")
+        .first()
+    )
+    return agreement.clb if agreement else None
+
+
+def _previous_school(enrolment: Enrolment) -> Organisation | None:
+    previous = (
+        Enrolment.objects.filter(pupil=enrolment.pupil, start__lte=enrolment.start)
+        .exclude(pk=enrolment.pk)
+        .exclude(school=enrolment.school)
+        .select_related("school")
+        .order_by("-start")
+        .first()
+    )
+    return previous.school if previous else None
+
+
+def _attendance_in_scope(items: list[PupilItem], day: date) -> set[Any]:
+    """T-SCH-5: absences of the current and the previous school year only."""
+    first_day = school_year_start(school_year_of(day)) - timedelta(days=365)
+    first_day = date(first_day.year, 9, 1)
+    versions = ItemVersion.objects.filter(item__in=items, version=1, authored_on__gte=first_day)
+    return set(versions.values_list("item_id", flat=True))
+
+
+def _plan_items(
+    *, pupil: Pupil, holder: Organisation, table: dict[str, tuple[bool, str]], day: date
+) -> list[tuple[PupilItem, bool, str]]:
+    items = list(PupilItem.objects.filter(pupil=pupil, holder=holder, shredded_at__isnull=True))
+    attendance = [i for i in items if i.category == Category.ATTENDANCE]
+    recent = _attendance_in_scope(attendance, day) if table is SCHOOL_PLAN and attendance else set()
+    planned = []
+    for item in items:
+        if item.category not in table:
+            continue
+        if table is SCHOOL_PLAN and item.category == Category.ATTENDANCE and item.pk not in recent:
+            continue
+        mandatory, rule = table[item.category]
+        planned.append((item, mandatory, rule))
+    return planned
+
+
+def _event(handover: Handover, state: str, note: str = "", at: datetime | None = None) -> HandoverEvent:
+    return HandoverEvent(handover=handover, at=at or timezone.now(), state=state, note=note)
+
+
+def _notices(handover: Handover) -> list[Notice]:
+    """T-CLB-2: the capable pupil in CLB matters, otherwise the parents (CAP-3)."""
+    from consent.services import ADULT_AGE, capacity_on
+
+    capacity = capacity_on(pupil=handover.pupil, day=timezone.localdate())
+    pupil_decides = capacity.capable if handover.kind == HandoverKind.CLB else capacity.age >= ADULT_AGE
+    if pupil_decides:
+        return [Notice(handover=handover, addressee_id=handover.pupil.user_id, to_pupil=True)]
+    return [
+        Notice(handover=handover, addressee_id=parent.user_id, parent=parent) for parent in handover.pupil.parents.all()
+    ]
+
+
+@transaction.atomic
+def handover_plan_for_enrolment(*, enrolment: Enrolment) -> list[Handover]:
+    """T-CLB-1 / T-SCH-1: plan the handovers a new enrolment triggers, frozen in this transaction."""
+    now = timezone.now()
+    pupil = enrolment.pupil
+    effective = effective_at_for(enrolment, now)
+    handovers: list[Handover] = []
+    old_school = _previous_school(enrolment)
+    if old_school is not None:
+        plan = _plan_items(pupil=pupil, holder=old_school, table=SCHOOL_PLAN, day=timezone.localdate())
+        handovers.append(_create(enrolment, HandoverKind.SCHOOL, old_school, enrolment.school, plan, now, effective))
+    dossier = ClbDossier.objects.filter(pupil=pupil).select_related("clb").first()
+    old_clb = dossier.clb if dossier else (clb_of_school(old_school, timezone.localdate()) if old_school else None)
+    new_clb = clb_of_school(enrolment.school, timezone.localdate(effective))
+    if old_clb is not None and new_clb is not None and old_clb.pk != new_clb.pk:
+        plan = _plan_items(pupil=pupil, holder=old_clb, table=CLB_PLAN, day=timezone.localdate())
+        handovers.append(_create(enrolment, HandoverKind.CLB, old_clb, new_clb, plan, now, effective))
+    ids = [h.pk for h in handovers]
+    if ids:
+        from exchange.tasks import handover_advance, handover_notify
+
+        def enqueue() -> None:
+            for handover_id in ids:
+                handover_notify.delay(str(handover_id))
+                handover_advance.delay(str(handover_id))
+
+        transaction.on_commit(enqueue)
+        # Effective now: the mandatory part moves at once, in this transaction (T-CLB-4, T-SCH-2).
+        due = [h for h in handovers if h.effective_at <= now]
+        if due:
+            _grant_mandatory(due, now)
+    return handovers
+
+
+def _create(
+    enrolment: Enrolment,
+    kind: str,
+    from_org: Organisation,
+    to_org: Organisation,
+    plan: list[tuple[PupilItem, bool, str]],
+    now: datetime,
+    effective: datetime,
+) -> Handover:
+    handover = Handover.objects.create(
+        pupil=enrolment.pupil,
+        enrolment=enrolment,
+        kind=kind,
+        from_organisation=from_org,
+        to_organisation=to_org,
+        planned_at=now,
+        effective_at=effective,
+        objection_deadline=max(objection_deadline_for(from_org, now), effective),
+    )
+    HandoverItem.objects.bulk_create(
+        [HandoverItem(handover=handover, item=item, mandatory=mandatory, rule=rule) for item, mandatory, rule in plan]
+    )
+    note = _("%(n)s items planned; objection possible until %(d)s") % {
+        "n": len(plan),
+        "d": timezone.localtime(handover.objection_deadline).strftime("%d/%m/%Y %H:%M"),
+    }
+    HandoverEvent.objects.create(handover=handover, at=now, state=HandoverState.PLANNED, note=note)
+    Notice.objects.bulk_create(_notices(handover))
+    Outbox.objects.bulk_create(
+        [
+            Outbox(topic="handover.notify", object_id=handover.pk),
+            Outbox(topic="handover.advance", object_id=handover.pk),
+        ]
+    )
+    from permissions.audit import audit_append
+    from permissions.models import AuditAction, AuditOutcome
+
+    audit_append(
+        action=AuditAction.TRANSFER,
+        outcome=AuditOutcome.ALLOWED,
+        organisation_id=from_org.pk,
+        pupil_id=enrolment.pupil_id,
+        purpose=f"{kind} handover planned to {to_org.name}",
+        legal_basis="T-CLB-1" if kind == HandoverKind.CLB else "T-SCH-1",
+    )
+    return handover
+
+
+def _specs(handovers: list[Handover], *, mandatory: bool, basis: str) -> list[Any]:
+    from permissions.grants import GrantSpec
+
+    by_id = {h.pk: h for h in handovers}
+    rows = HandoverItem.objects.filter(handover__in=handovers, mandatory=mandatory).select_related("item")
+    return [
+        GrantSpec(
+            item=row.item,
+            organisation=by_id[row.handover_id].to_organisation,
+            basis=basis,
+            rule=row.rule,
+            source_type="handover",
+            source_id=row.handover_id,
+        )
+        for row in rows
+        if not row.item.is_shredded
+    ]
+
+
+def _grant_mandatory(handovers: list[Handover], now: datetime) -> None:
+    """Grant the never-objectable items (T-CLB-4, T-SCH-2, T-SCH-5); the dossier follows (T-CLB-6)."""
+    from permissions.grants import grants_create
+    from permissions.models import Basis
+
+    grants_create(specs=_specs(handovers, mandatory=True, basis=Basis.MANDATORY_TRANSFER), purpose="handover")
+    for handover in handovers:
+        if handover.kind == HandoverKind.CLB:
+            ClbDossier.objects.filter(pupil_id=handover.pupil_id).update(clb=handover.to_organisation)
+    Handover.objects.filter(pk__in=[h.pk for h in handovers], state=HandoverState.PLANNED).update(
+        state=HandoverState.WAITING, mandatory_granted_at=now
+    )
+    HandoverEvent.objects.bulk_create(
+        [_event(h, HandoverState.WAITING, _("mandatory items granted"), now) for h in handovers]
+    )
+
+
+def _execute(handovers: list[Handover], now: datetime) -> None:
+    """After the window: objectable items move unless an objection arrived in time (T-CLB-3, T-SCH-3)."""
+    from consent.models import Objection
+    from permissions.grants import GrantSpec, grants_create
+    from permissions.models import Basis
+
+    objections = {
+        (o.handover_id, o.transfer_kind): o
+        for o in Objection.objects.filter(handover_id__in=[h.pk for h in handovers]).select_related("letter_item")
+    }
+    moving = [h for h in handovers if (h.pk, h.kind) not in objections]
+    kept = [h for h in handovers if (h.pk, h.kind) in objections]
+    specs = _specs(moving, mandatory=False, basis=Basis.HANDOVER)
+    for handover in kept:
+        letter = objections[(handover.pk, handover.kind)].letter_item
+        if letter is not None:  # a copy of the objection goes with the mandatory items (T-CLB-4)
+            specs.append(
+                GrantSpec(
+                    item=letter,
+                    organisation=handover.to_organisation,
+                    basis=Basis.MANDATORY_TRANSFER,
+                    rule="T-CLB-4",
+                    source_type="handover",
+                    source_id=handover.pk,
+                )
+            )
+    grants_create(specs=specs, purpose="handover")
+    if moving:
+        Handover.objects.filter(pk__in=[h.pk for h in moving], state=HandoverState.WAITING).update(
+            state=HandoverState.EXECUTED, executed_at=now
+        )
+    if kept:
+        Handover.objects.filter(pk__in=[h.pk for h in kept], state=HandoverState.WAITING).update(
+            state=HandoverState.EXECUTED_WITH_OBJECTION, executed_at=now
+        )
+    HandoverEvent.objects.bulk_create(
+        [_event(h, HandoverState.EXECUTED, "", now) for h in moving]
+        + [_event(h, HandoverState.EXECUTED_WITH_OBJECTION, _("objectable items kept"), now) for h in kept]
+    )
+
+
+@dataclass
+class SweepResult:
+    mandatory: int = 0
+    executed: int = 0
+    resent: int = 0
+
+
+def handover_sweep(
+    *, batch_size: int = 500, now: datetime | None = None, max_batches: int | None = None
+) -> SweepResult:
+    """Claim due handovers (SKIP LOCKED), move them in bulk, batch by batch; safe to run concurrently."""
+    now = now or timezone.now()
+    result = SweepResult()
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            due = list(
+                Handover.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(state=HandoverState.PLANNED, effective_at__lte=now)
+                .select_related("to_organisation")
+                .order_by("effective_at", "id")[:batch_size]
+            )
+            if not due:
+                break
+            _grant_mandatory(due, now)
+            result.mandatory += len(due)
+        batches += 1
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            due = list(
+                Handover.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(state=HandoverState.WAITING, objection_deadline__lte=now, effective_at__lte=now)
+                .select_related("to_organisation")
+                .order_by("objection_deadline", "id")[:batch_size]
+            )
+            if not due:
+                break
+            _execute(due, now)
+            result.executed += len(due)
+        batches += 1
+    result.resent = outbox_resend(older_than=timedelta(minutes=5), now=now)
+    return result
+
+
+def handover_advance(*, handover_id: Any, now: datetime | None = None) -> str | None:
+    """Move one handover as far as it is due (the on-commit task); a no-op when nothing is due."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        handover = (
+            Handover.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("to_organisation")
+            .filter(pk=handover_id)
+            .first()
+        )
+        if handover is None:
+            return None
+        if handover.state == HandoverState.PLANNED and handover.effective_at <= now:
+            _grant_mandatory([handover], now)
+            handover.state = HandoverState.WAITING
+        if handover.state == HandoverState.WAITING and handover.objection_deadline <= now:
+            _execute([handover], now)
+        Outbox.objects.filter(topic="handover.advance", object_id=handover.pk, processed_at__isnull=True).update(
+            processed_at=now
+        )
+        return Handover.objects.values_list("state", flat=True).get(pk=handover.pk)
+
+
+def notice_text(notice: Notice) -> dict[str, Any]:
+    """What the family is told: what moves, to whom, what they can object to and until when."""
+    handover = notice.handover
+    plan = list(handover.plan.select_related("item"))
+    counts: dict[tuple[str, bool], int] = defaultdict(int)
+    for row in plan:
+        counts[(row.item.category, row.mandatory)] += 1
+    return {
+        "to": handover.to_organisation.name,
+        "from": handover.from_organisation.name,
+        "kind": handover.kind,
+        "always_moves": sorted(f"{cat} ({n})" for (cat, mandatory), n in counts.items() if mandatory),
+        "moves_unless_you_object": sorted(f"{cat} ({n})" for (cat, mandatory), n in counts.items() if not mandatory),
+        "objection_deadline": handover.objection_deadline,
+        "effective_at": handover.effective_at,
+    }
+
+
+def handover_notify(*, handover_id: Any) -> int:
+    """Send the notices of a handover by e-mail (once each); the notices are readable in the API already."""
+    sent = 0
+    notices = Notice.objects.filter(handover_id=handover_id, emailed_at__isnull=True).select_related(
+        "handover__to_organisation", "handover__from_organisation", "addressee"
+    )
+    for notice in notices:
+        email = notice.addressee.email if notice.addressee else ""
+        if not email and notice.parent is not None:
+            from exchange.selectors import parent_identity
+
+            email = parent_identity(parent=notice.parent).email
+        if not email:
+            continue
+        text = notice_text(notice)
+        with transaction.atomic():
+            claimed = Notice.objects.filter(pk=notice.pk, emailed_at__isnull=True).update(emailed_at=timezone.now())
+            if not claimed:
+                continue
+            # The e-mail names organisations and categories only: no content of the file.
+            send_mail(
+                subject=_("Overdracht van gegevens naar %(to)s") % {"to": text["to"]},
+                message=_(
+                    "De gegevens gaan van %(from)s naar %(to)s.\n"
+                    "Altijd: %(always)s.\nTenzij u schriftelijk verzet aantekent vóór %(deadline)s: %(objectable)s.\n"
+                    "Lees het bericht en teken verzet aan in leerlingenpaspoort."
+                )
+                % {
+                    "from": text["from"],
+                    "to": text["to"],
+                    "always": ", ".join(text["always_moves"]) or "-",
+                    "objectable": ", ".join(text["moves_unless_you_object"]) or "-",
+                    "deadline": timezone.localtime(text["objection_deadline"]).strftime("%d/%m/%Y %H:%M"),
+                },
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                recipient_list=[email],
+            )
+        sent += 1
+    Outbox.objects.filter(topic="handover.notify", object_id=handover_id, processed_at__isnull=True).update(
+        processed_at=timezone.now()
+    )
+    return sent
+
+
+def outbox_resend(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Re-enqueue outbox messages a lost broker message left unprocessed (tasks are idempotent)."""
+    from exchange.tasks import handover_advance as advance_task
+    from exchange.tasks import handover_notify as notify_task
+
+    now = now or timezone.now()
+    pending = list(
+        Outbox.objects.filter(processed_at__isnull=True, created_at__lte=now - older_than).values_list(
+            "topic", "object_id"
+        )[:1000]
+    )
+    for topic, object_id in pending:
+        task = notify_task if topic == "handover.notify" else advance_task
+        task.delay(str(object_id))
+    return len(pending)
+
+
+def handovers_cancel_for_enrolment(*, enrolment: Enrolment) -> int:
+    """An enrolment withdrawn before its handovers executed cancels what did not move yet."""
+    now = timezone.now()
+    handovers = list(
+        Handover.objects.select_for_update().filter(
+            enrolment=enrolment, state__in=[HandoverState.PLANNED, HandoverState.WAITING]
+        )
+    )
+    Handover.objects.filter(pk__in=[h.pk for h in handovers]).update(state=HandoverState.CANCELLED, cancelled_at=now)
+    HandoverEvent.objects.bulk_create([_event(h, HandoverState.CANCELLED, "", now) for h in handovers])
+    return len(handovers)
+
+
+def plan_summary(handovers: Iterable[Handover]) -> dict[Any, dict[str, int]]:
+    summary: dict[Any, dict[str, int]] = defaultdict(lambda: {"mandatory": 0, "objectable": 0})
+    for row in HandoverItem.objects.filter(handover__in=list(handovers)).values_list("handover_id", "mandatory"):
+        summary[row[0]]["mandatory" if row[1] else "objectable"] += 1
+    return summary
