@@ -645,3 +645,97 @@ class Outbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} {self.object_id}"
+
+
+class TrajectoryState(models.TextChoices):
+    APPLIED = "applied", _("Aangevraagd")
+    DECLINED = "declined", _("Geweigerd")
+    RUNNING = "running", _("Lopend")
+    ENDED = "ended", _("Afgesloten")
+
+
+class Trajectory(models.Model):
+    """N-1..N-4: a NAFT trajectory, applied for by a CLB, run by a NAFT provider.
+
+    Goals and the referral are in the encrypted referral item; rows here hold no pupil text.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.ForeignKey(Pupil, on_delete=models.PROTECT, related_name="trajectories")
+    clb = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="naft_trajectories_applied")
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="naft_trajectories")
+    school = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="naft_trajectories_school")
+    applied_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    coach = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    referral_item = models.ForeignKey(PupilItem, on_delete=models.PROTECT, related_name="+")
+    goal_count = models.PositiveSmallIntegerField()
+    school_agreed_on = models.DateField()
+    pupil_agreed_on = models.DateField()
+    parents_agreed_on = models.DateField()
+    start = models.DateField()
+    planned_end = models.DateField()
+    report_every_days = models.PositiveSmallIntegerField(default=14)
+    state = models.CharField(max_length=10, choices=TrajectoryState.choices, default=TrajectoryState.APPLIED)
+    decline_reason = models.CharField(max_length=30, blank=True, default="")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    round_table_on = models.DateField(null=True, blank=True)
+    round_table_item = models.ForeignKey(PupilItem, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    last_report_at = models.DateTimeField(null=True, blank=True)
+    overdue_notified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(planned_end__gte=F("start")), name="trajectory_end_after_start"),
+            models.CheckConstraint(condition=Q(goal_count__gte=1), name="trajectory_has_goals"),
+        ]
+
+    def __str__(self) -> str:
+        return f"NAFT trajectory {self.id} ({self.state})"
+
+
+class ProgressReport(models.Model):
+    """N-2: one period's report; the content is the encrypted ``naft_progress`` item."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.PROTECT, related_name="reports")
+    item = models.ForeignKey(PupilItem, on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    days_present = models.PositiveSmallIntegerField()
+    days_planned = models.PositiveSmallIntegerField()
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_end"]
+        constraints = [
+            models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="report_period_ordered"),
+            models.CheckConstraint(condition=Q(days_present__lte=F("days_planned")), name="report_present_le_planned"),
+        ]
+
+    def __str__(self) -> str:
+        return f"report {self.id}"
+
+
+class StaffNotification(models.Model):
+    """A notification to one staff member (a NAFT report arrived, a report is overdue, ...)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_notifications")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=40)
+    pupil = models.ForeignKey(Pupil, null=True, on_delete=models.CASCADE, related_name="+")
+    object_id = models.UUIDField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id}"

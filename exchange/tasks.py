@@ -21,3 +21,10 @@ def handover_notify(handover_id: str) -> int:
 def handover_sweep(batch_size: int = 500) -> dict[str, int]:
     result = handover.handover_sweep(batch_size=batch_size)
     return {"mandatory": result.mandatory, "executed": result.executed, "resent": result.resent}
+
+
+@shared_task(acks_late=True)
+def naft_overdue_sweep() -> int:
+    from exchange.naft import trajectories_overdue_notify
+
+    return trajectories_overdue_notify()

@@ -45,3 +45,24 @@ urlpatterns += [
         name="pupil-transferred-reports",
     ),
 ]
+
+from exchange import naft_apis  # noqa: E402
+
+urlpatterns += [
+    path("pupils/<uuid:pupil_id>/trajectories", naft_apis.TrajectoryApplyApi.as_view(), name="trajectory-apply"),
+    path("trajectories", naft_apis.TrajectoryListApi.as_view(), name="trajectory-list"),
+    path("trajectories/<uuid:trajectory_id>", naft_apis.TrajectoryDetailApi.as_view(), name="trajectory-detail"),
+    path(
+        "trajectories/<uuid:trajectory_id>/decision", naft_apis.TrajectoryDecideApi.as_view(), name="trajectory-decide"
+    ),
+    path(
+        "trajectories/<uuid:trajectory_id>/reports",
+        naft_apis.ProgressReportCreateApi.as_view(),
+        name="trajectory-report-create",
+    ),
+    path("trajectories/<uuid:trajectory_id>/end", naft_apis.TrajectoryEndApi.as_view(), name="trajectory-end"),
+    path("notifications", naft_apis.NotificationListApi.as_view(), name="notification-list"),
+    path(
+        "notifications/<uuid:notification_id>/read", naft_apis.NotificationReadApi.as_view(), name="notification-read"
+    ),
+]

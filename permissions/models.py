@@ -82,6 +82,7 @@ class Basis(models.TextChoices):
     CONSENT = "consent", _("Toestemming")
     CONCERN = "concern", _("Verontrusting")
     TEACHER_SHARE = "teacher_share", _("Doorgegeven door het zorgteam")
+    REFERRAL = "referral", _("NAFT-traject (CLB ↔ aanbieder)")
 
 
 NO_SOURCE = uuid.UUID(int=0)

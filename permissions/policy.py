@@ -166,7 +166,7 @@ POLICY: tuple[PolicyRule, ...] = (
         OrganisationKind.CLB,
         _r(Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR),
         READ,
-        frozenset({Basis.CONSENT, Basis.HOLDER}),
+        frozenset({Basis.CONSENT, Basis.HOLDER, Basis.REFERRAL}),
         frozenset({Category.NAFT_PROGRESS}),
         requires_involvement=True,
         honours_shield=True,
@@ -199,6 +199,15 @@ POLICY: tuple[PolicyRule, ...] = (
         requires_involvement=True,
     ),
     # --- NAFT ------------------------------------------------------------------------------
+    # The NAFT provider reads what the CLB sent for its trajectory (N-1).
+    PolicyRule(
+        "N-1",
+        OrganisationKind.NAFT,
+        _r(Role.NAFT_COACH),
+        READ,
+        frozenset({Basis.REFERRAL}),
+        frozenset({Category.GUIDANCE}),
+    ),
     PolicyRule(
         "N-2",
         OrganisationKind.NAFT,

@@ -162,6 +162,8 @@ SPECTACULAR_SETTINGS = {
         "CategoryEnum": "exchange.models.Category.choices",
         "HandoverKindEnum": "exchange.models.HandoverKind.choices",
         "ActorEnum": "consent.models.Actor.choices",
+        "HandoverStateEnum": "exchange.models.HandoverState.choices",
+        "TrajectoryStateEnum": "exchange.models.TrajectoryState.choices",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -198,6 +200,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "exchange.tasks.handover_sweep",
         "schedule": env.float("LP_SWEEP_SECONDS", default=60.0),
     },
+    "naft-overdue": {"task": "exchange.tasks.naft_overdue_sweep", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
