@@ -739,3 +739,96 @@ class StaffNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.user_id}"
+
+
+class AbsenceCode(models.TextChoices):
+    B = "B", _("Problematische afwezigheid")
+    Z = "Z", _("Ziekte")
+    R = "R", _("Van rechtswege gewettigd")
+    P = "P", _("Persoonlijk, met toestemming")
+
+
+class HalfDay(models.TextChoices):
+    AM = "am", _("Voormiddag")
+    PM = "pm", _("Namiddag")
+
+
+class AttendanceCase(models.Model):
+    """A-2: the begeleidingsdossier school and CLB open at the fifth problematic half day.
+
+    The CLB keeps it: its content (steps taken, notes) are encrypted ``attendance`` items linked
+    through ``AttendanceStep``; this row holds ids and dates only.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.ForeignKey(Pupil, on_delete=models.PROTECT, related_name="attendance_cases")
+    school_year = models.CharField(max_length=9)
+    clb = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="attendance_cases")
+    school = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    item = models.ForeignKey(PupilItem, on_delete=models.PROTECT, related_name="+")
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pupil", "school_year"], name="attendance_case_one_per_year"),
+        ]
+
+    def __str__(self) -> str:
+        return f"begeleidingsdossier {self.id}"
+
+
+class Absence(models.Model):
+    """A-1: one half day of absence with its code; one per pupil per half day (the current code).
+
+    The code is structured data the platform must count across schools (A-2); corrections keep
+    their history in ``AbsenceChange``.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pupil = models.ForeignKey(Pupil, on_delete=models.PROTECT, related_name="absences")
+    school = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="absences")
+    day = models.DateField()
+    half = models.CharField(max_length=2, choices=HalfDay.choices)
+    code = models.CharField(max_length=1, choices=AbsenceCode.choices)
+    school_year = models.CharField(max_length=9)
+    case = models.ForeignKey(AttendanceCase, null=True, blank=True, on_delete=models.SET_NULL, related_name="absences")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "half"]
+        constraints = [
+            models.UniqueConstraint(fields=["pupil", "day", "half"], name="absence_one_per_half_day"),
+        ]
+        indexes = [models.Index(fields=["pupil", "school_year", "code"], name="absence_count_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.day} {self.half}"
+
+
+class AbsenceChange(models.Model):
+    """The history of a corrected absence."""
+
+    id = models.BigAutoField(primary_key=True)
+    absence = models.ForeignKey(Absence, on_delete=models.CASCADE, related_name="changes")
+    old_code = models.CharField(max_length=1, choices=AbsenceCode.choices)
+    new_code = models.CharField(max_length=1, choices=AbsenceCode.choices)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.old_code}→{self.new_code}"
+
+
+class AttendanceStep(models.Model):
+    """A step school or CLB took in the begeleidingsdossier; its text is the encrypted ``item``."""
+
+    id = models.BigAutoField(primary_key=True)
+    case = models.ForeignKey(AttendanceCase, on_delete=models.CASCADE, related_name="steps")
+    item = models.ForeignKey(PupilItem, on_delete=models.PROTECT, related_name="+")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"step in {self.case_id}"

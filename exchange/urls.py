@@ -66,3 +66,18 @@ urlpatterns += [
         "notifications/<uuid:notification_id>/read", naft_apis.NotificationReadApi.as_view(), name="notification-read"
     ),
 ]
+
+from exchange import absence_apis  # noqa: E402
+
+urlpatterns += [
+    path("absences", absence_apis.AbsenceCreateApi.as_view(), name="absence-create"),
+    path("absences/overview", absence_apis.AbsenceOverviewApi.as_view(), name="absence-overview"),
+    path("absences/<uuid:absence_id>/correct", absence_apis.AbsenceCorrectApi.as_view(), name="absence-correct"),
+    path("pupils/<uuid:pupil_id>/absences", absence_apis.PupilAbsenceListApi.as_view(), name="pupil-absence-list"),
+    path("attendance-cases", absence_apis.AttendanceCaseListApi.as_view(), name="attendance-case-list"),
+    path(
+        "attendance-cases/<uuid:case_id>/steps",
+        absence_apis.AttendanceStepCreateApi.as_view(),
+        name="attendance-step-create",
+    ),
+]

@@ -83,6 +83,7 @@ class Basis(models.TextChoices):
     CONCERN = "concern", _("Verontrusting")
     TEACHER_SHARE = "teacher_share", _("Doorgegeven door het zorgteam")
     REFERRAL = "referral", _("NAFT-traject (CLB ↔ aanbieder)")
+    ATTENDANCE_CASE = "attendance_case", _("Begeleidingsdossier leerplicht (A-2)")
 
 
 NO_SOURCE = uuid.UUID(int=0)

@@ -90,6 +90,15 @@ POLICY: tuple[PolicyRule, ...] = (
         frozenset({Category.ATTENDANCE, Category.IDENTIFICATION}),
     ),
     # What a CLB shares with consent reaches the care team only (S-1, S-3; N-3 for NAFT relays).
+    # The begeleidingsdossier the CLB keeps is readable by the school's care team.
+    PolicyRule(
+        "A-2",
+        OrganisationKind.SCHOOL,
+        _r(Role.CARE_TEAM),
+        READ,
+        frozenset({Basis.ATTENDANCE_CASE}),
+        frozenset({Category.ATTENDANCE}),
+    ),
     PolicyRule(
         "S-1",
         OrganisationKind.SCHOOL,
@@ -197,6 +206,24 @@ POLICY: tuple[PolicyRule, ...] = (
         frozenset({Basis.HOLDER}),
         CLB_NON_HEALTH,
         requires_involvement=True,
+    ),
+    # Leerplicht is a compulsory CLB task (S-5): the CLB's director and workers read the
+    # begeleidingsdossiers and absences it keeps, without a separate involvement.
+    PolicyRule(
+        "A-2",
+        OrganisationKind.CLB,
+        _r(Role.CLB_WORKER, Role.CLB_DIRECTOR),
+        READ,
+        frozenset({Basis.HOLDER, Basis.ATTENDANCE_CASE, Basis.MANDATORY_TRANSFER}),
+        frozenset({Category.ATTENDANCE}),
+    ),
+    PolicyRule(
+        "A-2",
+        OrganisationKind.CLB,
+        _r(Role.CLB_WORKER, Role.CLB_DIRECTOR),
+        WRITE,
+        frozenset({Basis.HOLDER}),
+        frozenset({Category.ATTENDANCE}),
     ),
     # --- NAFT ------------------------------------------------------------------------------
     # The NAFT provider reads what the CLB sent for its trajectory (N-1).

@@ -152,9 +152,9 @@ ANCHORS = {
     "admin_a": {"school_identification", "school_attendance"},
     "care_b": set(),  # S-0: no relation
     "worker_x": {"clb_identification", "clb_attendance", "clb_verslag", "clb_guidance"},  # ACC-4: no health
-    "worker_x_other": set(),  # ACC-4: not involved
+    "worker_x_other": {"clb_attendance"},  # ACC-4: not involved; leerplicht is the CLB's compulsory task
     "doctor_x": {"clb_vaccination", "clb_medical"},  # ACC-4: health data, medical staff only
-    "director_x": set(),  # not involved
+    "director_x": {"clb_attendance"},  # not involved; A-2 leerplicht
     "worker_y": set(),
     "coach_n": {"naft_progress"},  # N-2
     "parent_lotte": set(),

@@ -210,6 +210,9 @@ LP_KEKS = env_secret("LP_KEKS", "") or DEVELOPMENT_KEKS
 LP_BLIND_INDEX_KEY = env_secret("LP_BLIND_INDEX_KEY", "") or DEVELOPMENT_BLIND_INDEX_KEY
 
 LP_MAX_UPLOAD_BYTES = env.int("LP_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# problematic half days (B) that open a begeleidingsdossier; a Z-code threshold is off (0).
+LP_ABSENCE_B_THRESHOLD = env.int("LP_ABSENCE_B_THRESHOLD", default=5)
+LP_ABSENCE_Z_THRESHOLD = env.int("LP_ABSENCE_Z_THRESHOLD", default=0)
 LP_STREAM_SEGMENT_BYTES = 1 << 20
 # Uploads go through exchange.uploads.SealingUploadHandler only: plaintext never touches disk.
 FILE_UPLOAD_HANDLERS = ["exchange.uploads.SealingUploadHandler"]
