@@ -37,23 +37,16 @@ from exchange.models import (
     PupilParent,
     Role,
 )
-from exchange.selectors import enrolments_current, pupil_has_relation, pupil_identity
+from exchange.selectors import enrolments_current, pupil_has_relation, pupil_identity, user_has_role
 from exchange.uploads import SealedUpload
 from permissions.audit import audit_append
 from permissions.grants import GrantSpec, grants_create, grants_revoke
-from permissions.models import AuditAction, AuditOutcome, Basis, Grant, Involvement
+from permissions.models import AuditAction, AuditOutcome, Basis, Grant
 from permissions.policy import CLB_NON_HEALTH
+from permissions.selectors import is_involved
 
 CLB_STAFF: set[str] = {Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR}
 ADULT_AGE = 18
-
-
-def _is_member(user: Any, organisation: Organisation, roles: set[Any]) -> bool:
-    return Membership.objects.filter(user=user, organisation=organisation, role__in=roles, active=True).exists()
-
-
-def _involved(user: Any, clb: Organisation, pupil: Pupil) -> bool:
-    return Involvement.objects.filter(user=user, clb=clb, pupil=pupil, ended_at__isnull=True).exists()
 
 
 def _name(pupil: Pupil) -> str:
@@ -84,7 +77,7 @@ def capacity_override(
     *, pupil: Pupil, clb: Organisation, capable: bool, motivation: str, decided_by: Any, decided_on: date | None = None
 ) -> CapacityDecision:
     """CAP-2: override the presumption either way, with a written motivation kept in the dossier."""
-    if not _is_member(decided_by, clb, CLB_STAFF):
+    if not user_has_role(user=decided_by, organisation=clb, roles=CLB_STAFF):
         raise ValidationError({"clb": _("Only CLB staff decide on capacity.")})
     if not pupil_has_relation(pupil=pupil, organisation=clb):
         raise ValidationError({"pupil": _("The CLB does not guide this pupil.")})
@@ -171,7 +164,7 @@ def consent_record(
     """S-1/S-2: record a consent for a CLB to share with a school."""
     today = timezone.localdate()
     valid_from = valid_from or today
-    if not _is_member(recorded_by, clb, CLB_STAFF) and not (
+    if not user_has_role(user=recorded_by, organisation=clb, roles=CLB_STAFF) and not (
         recorded_via == "online" and _is_data_subject(recorded_by, pupil, given_by, parent)
     ):
         raise ValidationError({"clb": _("A consent is recorded by the CLB's staff, or given online by the person.")})
@@ -286,7 +279,7 @@ def share_create(
 ) -> Share:
     """S-1..S-3: share a summary written for the school, or selected items, under a valid consent."""
     items = items or []
-    if not _involved(created_by, clb, pupil):
+    if not is_involved(user=created_by, clb=clb, pupil=pupil):
         raise ValidationError({"clb": _("Only CLB staff involved with the pupil share with a school (ACC-4).")})
     if school.kind != OrganisationKind.SCHOOL or not enrolments_current().filter(pupil=pupil, school=school).exists():
         raise ValidationError(
@@ -472,8 +465,8 @@ def concern_disclose(
 ) -> Concern:
     """V-1: a professional's decision to disclose without consent to a mandated body; never automatic."""
     roles = CLB_STAFF if organisation.kind == OrganisationKind.CLB else {Role.NAFT_COACH}
-    if organisation.kind not in (OrganisationKind.CLB, OrganisationKind.NAFT) or not _is_member(
-        professional, organisation, roles
+    if organisation.kind not in (OrganisationKind.CLB, OrganisationKind.NAFT) or not user_has_role(
+        user=professional, organisation=organisation, roles=roles
     ):
         raise ValidationError({"organisation": _("Only a CLB or NAFT professional discloses on concern (V-1).")})
     if not pupil_has_relation(pupil=pupil, organisation=organisation):
@@ -522,7 +515,7 @@ def concern_disclose(
 @transaction.atomic
 def concern_review(*, concern: Concern, reviewer: Any, outcome: str) -> Concern:
     """V-1: the CLB director reviews every disclosure."""
-    if not _is_member(reviewer, concern.reviewing_clb, {Role.CLB_DIRECTOR}):
+    if not user_has_role(user=reviewer, organisation=concern.reviewing_clb, roles={Role.CLB_DIRECTOR}):
         raise ValidationError({"reviewer": _("Disclosures are reviewed by the director of the CLB.")})
     if outcome not in ("justified", "questioned"):
         raise ValidationError({"outcome": _("Choose justified or questioned.")})

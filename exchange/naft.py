@@ -26,8 +26,9 @@ from exchange.models import (
     Trajectory,
     TrajectoryState,
 )
-from exchange.selectors import enrolments_current, pupil_identity
+from exchange.selectors import enrolments_current, pupil_identity, user_has_role
 from exchange.uploads import SealedUpload
+from permissions.selectors import is_involved
 
 DECLINE_REASONS = ("no_capacity", "not_suitable", "pupil_declined", "other")
 GOAL_PROGRESS = ("not_started", "behind", "on_track", "achieved")
@@ -41,16 +42,6 @@ def last_day_for(pupil: Pupil) -> date:
     except ValueError:  # 29 February
         twenty_fifth = birth.replace(year=birth.year + 25, day=28)
     return date(int(school_year_of(twenty_fifth)[5:]), 8, 31)
-
-
-def _member(user: Any, organisation: Organisation, roles: set[str]) -> bool:
-    return Membership.objects.filter(user=user, organisation=organisation, role__in=roles, active=True).exists()
-
-
-def _involved(user: Any, clb: Organisation, pupil: Pupil) -> bool:
-    from permissions.models import Involvement
-
-    return Involvement.objects.filter(user=user, clb=clb, pupil=pupil, ended_at__isnull=True).exists()
 
 
 def _notify(users: list[Any], organisation: Organisation, kind: str, pupil: Pupil, object_id: Any) -> None:
@@ -92,7 +83,7 @@ def trajectory_apply(
     """N-1: an involved CLB worker applies, with the agreement of school, pupil and parents recorded."""
     if provider.kind != OrganisationKind.NAFT:
         raise ValidationError({"provider": _("Choose a recognised NAFT provider.")})
-    if clb.kind != OrganisationKind.CLB or not _involved(applied_by, clb, pupil):
+    if clb.kind != OrganisationKind.CLB or not is_involved(user=applied_by, clb=clb, pupil=pupil):
         raise ValidationError(
             {"clb": _("A NAFT trajectory starts on the application of an involved CLB worker (N-1).")}
         )
@@ -186,13 +177,13 @@ def trajectory_decide(
 ) -> Trajectory:
     """The provider accepts (naming the coach) or declines with a reason."""
     locked = Trajectory.objects.select_for_update().get(pk=trajectory.pk)
-    if not _member(by, locked.provider, {Role.NAFT_COACH}):
+    if not user_has_role(user=by, organisation=locked.provider, roles={Role.NAFT_COACH}):
         raise ValidationError({"provider": _("Only the NAFT provider decides on its applications.")})
     if locked.state != TrajectoryState.APPLIED:
         raise ValidationError({"state": _("This application has already been decided.")})
     if accept:
         coach = coach or by
-        if not _member(coach, locked.provider, {Role.NAFT_COACH}):
+        if not user_has_role(user=coach, organisation=locked.provider, roles={Role.NAFT_COACH}):
             raise ValidationError({"coach": _("The coach works for the provider.")})
         locked.state, locked.coach, locked.accepted_at = TrajectoryState.RUNNING, coach, timezone.now()
     else:
@@ -226,7 +217,7 @@ def progress_report(
         raise ValidationError(
             {"trajectory": _("Reports are made on a running trajectory; this one is %(s)s.") % {"s": locked.state}}
         )
-    if not _member(by, locked.provider, {Role.NAFT_COACH}):
+    if not user_has_role(user=by, organisation=locked.provider, roles={Role.NAFT_COACH}):
         raise ValidationError({"trajectory": _("Only the provider's coaches report.")})
     if period_end < period_start:
         raise ValidationError({"period_end": _("The period ends before it starts.")})
@@ -300,8 +291,8 @@ def trajectory_end(*, trajectory: Trajectory, by: Any, round_table_on: date, sum
     locked = Trajectory.objects.select_for_update().get(pk=trajectory.pk)
     if locked.state != TrajectoryState.RUNNING:
         raise ValidationError({"state": _("Only a running trajectory can end.")})
-    by_clb = _involved(by, locked.clb, locked.pupil)
-    if not (by_clb or _member(by, locked.provider, {Role.NAFT_COACH})):
+    by_clb = is_involved(user=by, clb=locked.clb, pupil=locked.pupil)
+    if not (by_clb or user_has_role(user=by, organisation=locked.provider, roles={Role.NAFT_COACH})):
         raise ValidationError({"trajectory": _("The involved CLB worker or the coach closes the trajectory.")})
     if not summary.strip():
         raise ValidationError({"summary": _("Record what the round table concluded (N-4).")})

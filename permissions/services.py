@@ -9,8 +9,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from exchange.models import Membership, Organisation, OrganisationKind, Pupil, PupilItem, Role
-from exchange.selectors import pupil_has_relation
+from exchange.models import Organisation, OrganisationKind, Pupil, PupilItem, Role
+from exchange.selectors import pupil_has_relation, user_has_role
 from permissions.audit import audit_append
 from permissions.grants import GrantSpec, grants_create, grants_revoke
 from permissions.models import AuditAction, AuditOutcome, Basis, Grant, Involvement, Shield, TeachingAssignment
@@ -18,16 +18,14 @@ from permissions.models import AuditAction, AuditOutcome, Basis, Grant, Involvem
 CLB_STAFF: set[str] = {Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR}
 
 
-def _member(user: Any, organisation: Organisation, roles: set[str]) -> bool:
-    return Membership.objects.filter(user=user, organisation=organisation, role__in=roles, active=True).exists()
-
-
 @transaction.atomic
 def involvement_assign(*, pupil: Pupil, clb: Organisation, user: Any, assigned_by: Any) -> Involvement:
     """ACC-4: the CLB director makes a staff member involved in a pupil's guidance."""
-    if clb.kind != OrganisationKind.CLB or not _member(assigned_by, clb, {Role.CLB_DIRECTOR}):
+    if clb.kind != OrganisationKind.CLB or not user_has_role(
+        user=assigned_by, organisation=clb, roles={Role.CLB_DIRECTOR}
+    ):
         raise ValidationError({"clb": _("Only the director of the CLB assigns involvement.")})
-    if not _member(user, clb, CLB_STAFF):
+    if not user_has_role(user=user, organisation=clb, roles=CLB_STAFF):
         raise ValidationError({"user": _("This person is not on the staff of the CLB.")})
     if not pupil_has_relation(pupil=pupil, organisation=clb):
         raise ValidationError({"pupil": _("The CLB does not guide this pupil.")})
@@ -66,9 +64,9 @@ def involvement_end(*, involvement: Involvement, ended_by: Any) -> Involvement:
 
 def teaching_assign(*, school: Organisation, teacher: Any, pupil: Pupil, assigned_by: Any) -> TeachingAssignment:
     """Record that a teacher teaches a pupil (school director or administration)."""
-    if not _member(assigned_by, school, {Role.SCHOOL_DIRECTOR, Role.ADMINISTRATION}):
+    if not user_has_role(user=assigned_by, organisation=school, roles={Role.SCHOOL_DIRECTOR, Role.ADMINISTRATION}):
         raise ValidationError({"school": _("Only the school's director or administration assigns teachers.")})
-    if not _member(teacher, school, {Role.TEACHER}):
+    if not user_has_role(user=teacher, organisation=school, roles={Role.TEACHER}):
         raise ValidationError({"teacher": _("This person is not a teacher at the school.")})
     if not pupil_has_relation(pupil=pupil, organisation=school):
         raise ValidationError({"pupil": _("The pupil is not enrolled at the school.")})
@@ -85,7 +83,7 @@ def item_pass_to_teacher(*, item: PupilItem, school: Organisation, teacher: Any,
         school=school, teacher=teacher, pupil_id=item.pupil_id, ended_at__isnull=True
     ).exists():
         raise ValidationError({"teacher": _("This teacher does not teach the pupil.")})
-    if not _member(passed_by, school, {Role.CARE_TEAM}):
+    if not user_has_role(user=passed_by, organisation=school, roles={Role.CARE_TEAM}):
         raise ValidationError({"teacher": _("Only the care team passes items to teachers.")})
     grants_create(
         specs=[

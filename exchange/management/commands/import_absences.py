@@ -7,8 +7,6 @@ columns and reasons, never values. Thresholds apply as for the API (A-2).
 
 from __future__ import annotations
 
-import csv
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,11 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from tqdm import tqdm
 
 from exchange import absences
 from exchange.domain import NationalNumberError, normalise_national_number
 from exchange.identity import national_number_index
+from exchange.importing import read_rows, run_rows, write_report
 from exchange.models import AbsenceCode, Organisation, OrganisationKind, Pupil
 
 COLUMNS = ("instellingsnummer", "rijksregisternummer", "datum", "dagdeel", "code")
@@ -43,48 +40,19 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=options["user"], is_active=True).first()
         if user is None:
             raise CommandError("no active user with that username")
-        path: Path = options["file"]
-        if not path.is_file():
-            raise CommandError(f"{path} does not exist")
-        kind = options["format"] or path.suffix.lstrip(".").lower()
-        text = path.read_text(encoding="utf-8-sig")
-        if kind == "json":
-            try:
-                rows = [{k: str(v or "").strip() for k, v in r.items()} for r in json.loads(text)]
-            except (json.JSONDecodeError, AttributeError, TypeError):
-                raise CommandError("the JSON file must hold a list of objects") from None
-        elif kind == "csv":
-            dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
-            reader = csv.DictReader(text.splitlines(), dialect=dialect)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise CommandError(f"missing columns: {', '.join(missing)}")
-            rows = [{k: (v or "").strip() for k, v in r.items() if k} for r in reader]
-        else:
-            raise CommandError("use --format csv or --format json")
+        rows, first_row = read_rows(options["file"], options["format"], COLUMNS)
         schools = {o.official_number: o for o in Organisation.objects.filter(kind=OrganisationKind.SCHOOL)}
-        errors: list[tuple[int, str, str]] = []
-        done = 0
-        first = 2 if kind == "csv" else 1
-        for number, row in enumerate(tqdm(rows, unit="row", disable=options["no_progress"]), start=first):
-            try:
-                with transaction.atomic():
-                    self._row(row, schools, user)
-                    if options["dry_run"]:
-                        transaction.set_rollback(True)
-                done += 1
-            except ValidationError as exc:
-                details = exc.message_dict if hasattr(exc, "error_dict") else {"row": exc.messages}
-                errors.extend((number, field, "; ".join(msgs)) for field, msgs in details.items())
-        if options["report"]:
-            with options["report"].open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["row", "field", "message"])
-                writer.writerows(errors)
-        verb = "would import" if options["dry_run"] else "imported"
-        self.stdout.write(f"{verb} {done} of {len(rows)} rows; {len({e[0] for e in errors})} rows with errors")
-        for row_number, field, message in errors[:50]:
-            self.stdout.write(f"  row {row_number}: {field}: {message}")
+        result = run_rows(
+            rows,
+            lambda row: self._row(row, schools, user),
+            first_row=first_row,
+            dry_run=options["dry_run"],
+            progress=not options["no_progress"],
+        )
+        write_report(options["report"], result)
+        self.stdout.write(result.summary(dry_run=options["dry_run"]))
+        for row_number, name, message in result.errors[:50]:
+            self.stdout.write(f"  row {row_number}: {name}: {message}")
 
     def _row(self, row: dict[str, str], schools: dict[str, Organisation], user: Any) -> None:
         for field in COLUMNS:
