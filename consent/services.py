@@ -49,10 +49,6 @@ CLB_STAFF: set[str] = {Role.CLB_WORKER, Role.CLB_MEDICAL, Role.CLB_DIRECTOR}
 ADULT_AGE = 18
 
 
-def _name(pupil: Pupil) -> str:
-    return pupil_identity(pupil=pupil).first_name
-
-
 @dataclass(frozen=True)
 class Capacity:
     capable: bool
@@ -114,23 +110,23 @@ def _decider_check(*, pupil: Pupil, actor: str, parent: PupilParent | None, day:
     if actor == Actor.PARENT and (parent is None or parent.pupil_id != pupil.pk):
         raise ValidationError({"parent": _("Name one of the pupil's parents or guardians.")})
     capacity = capacity_on(pupil=pupil, day=day)
-    name = _name(pupil)
+    # The messages name the capacity basis, never the pupil: error texts carry no pupil data.
     if clb_matter:
         if capacity.capable and actor == Actor.PARENT:
             raise ValidationError(
                 {
                     "given_by": _(
-                        "%(name)s is capable (%(basis)s, age %(age)s): in CLB matters the capable pupil decides "
+                        "The pupil is capable (%(basis)s): in CLB matters the capable pupil decides "
                         "about data about them, not the parents (CAP-3)."
                     )
-                    % {"name": name, "basis": capacity.basis, "age": capacity.age}
+                    % {"basis": capacity.basis}
                 }
             )
         if not capacity.capable and actor == Actor.PUPIL:
             raise ValidationError(
                 {
-                    "given_by": _("%(name)s is not capable (%(basis)s, age %(age)s): the parents decide (CAP-3).")
-                    % {"name": name, "basis": capacity.basis, "age": capacity.age}
+                    "given_by": _("The pupil is not capable (%(basis)s): the parents decide (CAP-3).")
+                    % {"basis": capacity.basis}
                 }
             )
     else:

@@ -85,7 +85,8 @@ def test_cap3_a_parent_cannot_consent_for_a_capable_pupil(world) -> None:
     response = record_consent(world, given_by="parent", given_by_parent=str(parent.id))
     assert response.status_code == 400
     message = response.json()["error"]["message"]
-    assert "Lotte is capable" in message
+    assert "The pupil is capable (presumed_capable)" in message
+    assert "Lotte" not in message  # error texts carry no pupil data
     assert "CAP-3" in message
 
 
