@@ -1,0 +1,368 @@
+"""Child phase of ``bench.bench_access``: time the permission-filtered lists, the baselines and the peer.
+
+Everything runs in this one process with Django set up against the loaded database (DEBUG off,
+one persistent connection), after a warm-up. Variants are interleaved repetition by repetition
+(with a rotating start) so that drift affects them alike; each sample is the wall time of building
+the queryset and evaluating the first page with ``list()`` (so ``item_list_for_user`` includes its
+membership query, as in the API).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PAGE = 50
+ORDER = ("-created_at", "id")
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(f"  [measure] {message}\n")
+    sys.stdout.flush()
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    """n, p50, p95, min, mean and max of samples in milliseconds."""
+    ordered = sorted(samples)
+    p95 = statistics.quantiles(ordered, n=100, method="inclusive")[94] if len(ordered) > 1 else ordered[0]
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p95": p95,
+        "min": ordered[0],
+        "mean": statistics.fmean(ordered),
+        "max": ordered[-1],
+    }
+
+
+def _interleaved(
+    variants: dict[str, Callable[[int], Any]], *, reps: int, warmup: int, budget_s: float
+) -> dict[str, list[float]]:
+    """Run every variant ``warmup`` times, then ``reps`` times interleaved; ms per call.
+
+    A variant whose measured calls have taken ``budget_s`` in total stops early (its ``n`` shows it).
+    """
+    names = list(variants)
+    for i in range(warmup):
+        for name in names:
+            variants[name](i)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    for i in range(reps):
+        for offset in range(len(names)):
+            name = names[(i + offset) % len(names)]
+            if spent[name] >= budget_s * 1000:
+                continue
+            start = time.perf_counter_ns()
+            variants[name](i)
+            ms = (time.perf_counter_ns() - start) / 1e6
+            samples[name].append(ms)
+            spent[name] += ms
+    return samples
+
+
+def expected_visible(user: Any, pupil_id: uuid.UUID) -> set[uuid.UUID]:
+    """The pupil's items the user may read: an independent in-Python reading of ``POLICY`` over the ledger.
+
+    As ``tests/test_authorization_matrix.py`` does: no SQL compilation, every rule checked row by row
+    (grant basis, user and validity window, health, involvement, teaching, shield), then the
+    django-guardian projection must agree.
+    """
+    from django.utils import timezone
+
+    from exchange.models import Membership, PupilItem, PupilItemGroupObjectPermission, PupilItemUserObjectPermission
+    from permissions.grants import view_permission_id
+    from permissions.models import Grant, Involvement, Shield, TeachingAssignment
+    from permissions.policy import POLICY, READ
+
+    now = timezone.now()
+    items = list(PupilItem.objects.filter(pupil_id=pupil_id, shredded_at__isnull=True))
+    memberships = list(Membership.objects.filter(user=user, active=True).select_related("organisation"))
+    grants = list(Grant.objects.filter(item__in=items, revoked_at__isnull=True))
+    involved = set(
+        Involvement.objects.filter(pupil_id=pupil_id, user=user, ended_at__isnull=True).values_list("clb_id", flat=True)
+    )
+    teaching = set(
+        TeachingAssignment.objects.filter(pupil_id=pupil_id, teacher=user, ended_at__isnull=True).values_list(
+            "school_id", flat=True
+        )
+    )
+    shielded = set(Shield.objects.filter(item__in=items, user=user).values_list("item_id", flat=True))
+    perm = view_permission_id()
+    projected = set(
+        PupilItemGroupObjectPermission.objects.filter(
+            content_object__in=items, permission_id=perm, group__in=user.groups.all()
+        ).values_list("content_object_id", flat=True)
+    ) | set(
+        PupilItemUserObjectPermission.objects.filter(
+            content_object__in=items, permission_id=perm, user=user
+        ).values_list("content_object_id", flat=True)
+    )
+
+    def allowed(item: Any, membership: Any, rule: Any) -> bool:
+        if rule.action != READ or rule.reader_kind != membership.organisation.kind:
+            return False
+        if membership.role not in rule.roles or item.category not in rule.categories:
+            return False
+        if rule.no_health and item.health:
+            return False
+        if not any(
+            g.item_id == item.pk
+            and g.organisation_id == membership.organisation_id
+            and g.basis in rule.bases
+            and g.valid_from <= now
+            and (g.valid_until is None or g.valid_until > now)
+            and (g.user_id == user.pk if rule.user_grant_only else g.user_id is None)
+            for g in grants
+        ):
+            return False
+        if rule.requires_involvement and membership.organisation_id not in involved:
+            return False
+        if rule.requires_teaching and membership.organisation_id not in teaching:
+            return False
+        return not (rule.honours_shield and item.pk in shielded)
+
+    return {
+        item.pk
+        for item in items
+        if item.pk in projected and any(allowed(item, m, rule) for m in memberships for rule in POLICY)
+    }
+
+
+def _explain(queryset: Any, *, jit: bool = True) -> list[str]:
+    from django.db import connection, transaction
+
+    sql, params = queryset.query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not jit:
+            cursor.execute("SET LOCAL jit = off")
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
+def _execute(statement: tuple[str, Any]) -> list[Any]:
+    """Run compiled SQL on Django's connection, without the ORM: the database round trip alone."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return list(cursor.fetchall())
+
+
+Variants = dict[str, Callable[[int], Any]]
+
+
+def _variants(
+    *,
+    user: Any,
+    pupils: list[uuid.UUID],
+    items: list[uuid.UUID],
+    compiled: list[tuple[str, Any]],
+    page: Callable[[Any], list[Any]],
+    peer: Callable[[Any], Any],
+    decide_without_audit: Callable[[Any, uuid.UUID], str],
+) -> tuple[Variants, Variants, Variants]:
+    """The timed calls (argument: the repetition number): per-pupil page, all items, audit."""
+    from exchange.models import PupilItem
+    from permissions.access import item_get_for_user, item_list_for_user
+    from permissions.policy import READ
+
+    def pupil_of(i: int) -> uuid.UUID:
+        return pupils[i % len(pupils)]
+
+    def item_of(i: int) -> uuid.UUID:
+        return items[i % len(items)]
+
+    def filtered(i: int) -> Any:
+        return page(item_list_for_user(user=user, pupil_id=pupil_of(i)))
+
+    def unfiltered(i: int) -> Any:
+        return page(PupilItem.objects.filter(pupil_id=pupil_of(i)))
+
+    def via_peer(i: int) -> Any:
+        return page(peer(user).filter(pupil_id=pupil_of(i)))
+
+    def filtered_orm(i: int) -> Any:
+        # Diagnostic: build the queryset (with its membership query) and compile it, no execution.
+        return item_list_for_user(user=user, pupil_id=pupil_of(i)).order_by(*ORDER)[:PAGE].query.sql_with_params()
+
+    def filtered_sql(i: int) -> Any:
+        # Diagnostic: the compiled statement alone, on a plain cursor.
+        return _execute(compiled[i % len(compiled)])
+
+    def filtered_all(i: int) -> Any:
+        return page(item_list_for_user(user=user))
+
+    def unfiltered_all(i: int) -> Any:
+        return page(PupilItem.objects.all())
+
+    def peer_all(i: int) -> Any:
+        return page(peer(user))
+
+    def audited(i: int) -> Any:
+        return item_get_for_user(user=user, item_id=item_of(i), action=READ)
+
+    def no_audit(i: int) -> Any:
+        return decide_without_audit(user, item_of(i))
+
+    return (
+        {
+            "filtered": filtered,
+            "unfiltered": unfiltered,
+            "peer": via_peer,
+            "filtered_orm": filtered_orm,
+            "filtered_sql": filtered_sql,
+        },
+        {"filtered": filtered_all, "unfiltered": unfiltered_all, "peer": peer_all},
+        {"audited": audited, "no_audit": no_audit},
+    )
+
+
+def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) -> None:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db.models import QuerySet
+    from guardian.shortcuts import get_objects_for_user
+
+    from exchange.models import PupilItem
+    from permissions.access import _conditions, _guardian_condition, item_get_for_user, item_list_for_user
+    from permissions.models import AuditEvent
+    from permissions.policy import READ
+
+    loaded = json.loads(load.read_text(encoding="utf-8"))
+
+    def page(queryset: QuerySet[PupilItem]) -> list[PupilItem]:
+        return list(queryset.order_by(*ORDER)[:PAGE])
+
+    def peer(user: Any) -> QuerySet[PupilItem]:
+        return get_objects_for_user(user, "exchange.view_pupilitem", klass=PupilItem, accept_global_perms=False)
+
+    def decide_without_audit(user: Any, item_id: uuid.UUID) -> str:
+        """What ``item_get_for_user(action="read")`` queries, without the audit append."""
+        item = PupilItem.objects.filter(pk=item_id, shredded_at__isnull=True).select_related("holder").first()
+        if item is None:
+            raise LookupError(item_id)
+        for _membership, rule, condition in _conditions(user=user, action=READ):
+            candidates = PupilItem.objects.filter(pk=item.pk).filter(condition).filter(_guardian_condition(user))
+            if candidates.exists():
+                return rule.rule
+        raise LookupError(item_id)
+
+    out: dict[str, Any] = {"users": {}, "explain": {}}
+    for key, info in loaded["users"].items():
+        user = User.objects.get(pk=info["user_id"])
+        pupils = [uuid.UUID(p) for p in info["pupils"]]
+        _say(f"{key}: {user.username}, {len(pupils)} pupils")
+
+        # --- Correctness of what is timed (outside the timing) ----------------------------------
+        checks: dict[str, Any] = {"pupils_checked": 0, "mismatches": 0, "peer_differs": 0}
+        visible_items: list[uuid.UUID] = []
+        rows_filtered, rows_unfiltered, rows_peer = [], [], []
+        for pupil in pupils:
+            got = [i.pk for i in page(item_list_for_user(user=user, pupil_id=pupil))]
+            want = expected_visible(user, pupil)
+            via_peer = [i.pk for i in page(peer(user).filter(pupil_id=pupil))]
+            checks["pupils_checked"] += 1
+            checks["mismatches"] += set(got) != want
+            checks["peer_differs"] += set(via_peer) != set(got)
+            visible_items.extend(got)
+            rows_filtered.append(len(got))
+            rows_unfiltered.append(len(page(PupilItem.objects.filter(pupil_id=pupil))))
+            rows_peer.append(len(via_peer))
+        if not visible_items:
+            raise SystemExit(f"{key}: item_list_for_user returns nothing for the measured pupils: {checks}")
+        if checks["mismatches"]:
+            _say(f"{key}: WARNING item_list_for_user differs from the policy table for some pupils: {checks}")
+        rows_all = {
+            "filtered": len(page(item_list_for_user(user=user))),
+            "unfiltered": len(page(PupilItem.objects.all())),
+            "peer": len(page(peer(user))),
+            "filtered_total": item_list_for_user(user=user).count(),
+            "peer_total": peer(user).count(),
+        }
+        rules = {}
+        for item_id in visible_items:
+            audited = item_get_for_user(user=user, item_id=item_id, action=READ)
+            rules[str(item_id)] = audited.rule
+            if decide_without_audit(user, item_id) != audited.rule:
+                raise SystemExit(f"{key}: decision without audit differs for {item_id}")
+        checks["audit_items"] = len(visible_items)
+        checks["rules"] = sorted(set(rules.values()))
+        _say(
+            f"{key}: checks ok; rows per page filtered {rows_filtered}, unfiltered {rows_unfiltered}; "
+            f"all items: {rows_all}"
+        )
+
+        # --- Lists -------------------------------------------------------------------------------
+        compiled = [
+            item_list_for_user(user=user, pupil_id=pupil).order_by(*ORDER)[:PAGE].query.sql_with_params()
+            for pupil in pupils
+        ]
+        per_pupil, all_items, audit_variants = _variants(
+            user=user,
+            pupils=pupils,
+            items=visible_items,
+            compiled=compiled,
+            page=page,
+            peer=peer,
+            decide_without_audit=decide_without_audit,
+        )
+        _say(f"{key}: per-pupil page, {reps} repetitions after {warmup} warm-up")
+        pupil_samples = _interleaved(per_pupil, reps=reps, warmup=warmup, budget_s=budget_s)
+        _say(f"{key}: all visible items, {reps} repetitions after {warmup} warm-up (budget {budget_s:.0f} s each)")
+        all_samples = _interleaved(all_items, reps=reps, warmup=min(warmup, 3), budget_s=budget_s)
+
+        # --- Audit on a read ---------------------------------------------------------------------
+        events_before = AuditEvent.objects.count()
+        _say(f"{key}: item_get_for_user with and without audit, {reps} repetitions")
+        audit_samples = _interleaved(audit_variants, reps=reps, warmup=warmup, budget_s=budget_s)
+        appended = AuditEvent.objects.count() - events_before
+
+        out["users"][key] = {
+            "username": user.username,
+            "pupils": len(pupils),
+            "checks": checks,
+            "rows_per_page": {
+                "filtered": statistics.fmean(rows_filtered),
+                "unfiltered": statistics.fmean(rows_unfiltered),
+                "peer": statistics.fmean(rows_peer),
+            },
+            "rows_all": rows_all,
+            "per_pupil": {name: stats(s) for name, s in pupil_samples.items()},
+            "all_items": {name: stats(s) for name, s in all_samples.items()},
+            "audit": {name: stats(s) for name, s in audit_samples.items()},
+            "audit_events_appended": appended,
+        }
+        for scope, samples in (("per pupil", pupil_samples), ("all", all_samples), ("audit", audit_samples)):
+            summary = ", ".join(
+                f"{name} p50 {stats(s)['p50']:.2f} / p95 {stats(s)['p95']:.2f} ms (n={len(s)})"
+                for name, s in samples.items()
+            )
+            _say(f"{key} {scope}: {summary}")
+
+        # --- Plans (once, after the timings) ----------------------------------------------------
+        first = pupils[0]
+        plans = {
+            "filtered_pupil": item_list_for_user(user=user, pupil_id=first).order_by(*ORDER)[:PAGE],
+            "unfiltered_pupil": PupilItem.objects.filter(pupil_id=first).order_by(*ORDER)[:PAGE],
+            "peer_pupil": peer(user).filter(pupil_id=first).order_by(*ORDER)[:PAGE],
+            "filtered_all": item_list_for_user(user=user).order_by(*ORDER)[:PAGE],
+            "unfiltered_all": PupilItem.objects.all().order_by(*ORDER)[:PAGE],
+            "peer_all": peer(user).order_by(*ORDER)[:PAGE],
+        }
+        out["explain"][key] = {}
+        explained = [(name, queryset, True) for name, queryset in plans.items()]
+        explained.append(("filtered_all_jit_off", plans["filtered_all"], False))
+        for name, queryset, jit in explained:
+            lines = _explain(queryset, jit=jit)
+            out["explain"][key][name] = {"sql": str(queryset.query), "plan": lines}
+            _say(f"{key} EXPLAIN {name}: " + "; ".join(line.strip() for line in lines if "Time:" in line))
+    result.write_text(json.dumps(out), encoding="utf-8")

@@ -1,0 +1,449 @@
+"""Benchmark the need-to-know filter on PostgreSQL: first page of visible items vs unfiltered vs django-guardian.
+
+Run from the project root (PostgreSQL is required; trust or password in the URL)::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python -m bench.bench_access           # full
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python -m bench.bench_access --quick   # 10 %
+
+Results are written to the ``access`` block of docs/performance.md. A database
+``bench_access_<random>`` is created on the server of ``DATABASE_URL``, migrated with
+``manage.py migrate`` and dropped at the end (also on failure or SIGTERM); the database named in
+the URL is only used to create and drop it.
+
+Data (``bench/_access_load.py``): 1,000 organisations (800 schools, 150 CLBs, 50 NAFT), 200,000
+pupils, 1,000,000 items with their holder grants, T-SCH-2 enrolment grants and the django-guardian
+projection rows, bulk-loaded with set-based SQL, then ``VACUUM (ANALYZE)``; ``--quick`` uses 10 %.
+The measured users are made through the services: a care coordinator (care team of one school)
+and a CLB worker involved with 20 pupils of their CLB.
+
+What is measured (``bench/_access_measure.py``, one child process, after a warm-up, variants
+interleaved), N = 200 repetitions (50 with ``--quick``) of the first page
+(``order_by("-created_at", "id")[:50]``, evaluated with ``list()``):
+
+* **filtered**: ``permissions.access.item_list_for_user(user=u, pupil_id=p)`` (what the API's list
+  endpoint does), rotating over 20 pupils the user may see; and without ``pupil_id`` (all visible);
+* **unfiltered** (baseline): ``PupilItem.objects.filter(pupil_id=p)`` / all items;
+* **peer**: django-guardian's ``get_objects_for_user(u, "exchange.view_pupilitem", klass=PupilItem,
+  accept_global_perms=False)`` with the same pupil filter and ordering.
+
+Targets: filtered p95 <= 25 ms, <= 1.5x unfiltered, >= 20x faster than the peer (ratios of p95).
+Audit cost: ``item_get_for_user(action="read")`` (one audit event appended) against the same
+decision's queries without the append; target <= 15 % overhead. ``EXPLAIN (ANALYZE, BUFFERS)`` of
+each query is printed, and its summary written to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+from bench._report import machine_description, write_section
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
+
+TARGET_P95_MS = 25.0
+TARGET_MAX_VS_UNFILTERED = 1.5
+TARGET_MIN_PEER_FACTOR = 20.0
+TARGET_MAX_AUDIT_OVERHEAD = 0.15
+USER_LABELS = {"care": "care coordinator (school care team)", "worker": "CLB worker (involved with 20 pupils)"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    scale: float
+    reps: int
+    warmup: int
+    budget_s: float  # per variant and user: a slower variant stops early (its n shows it)
+
+
+FULL = Plan(scale=1.0, reps=200, warmup=20, budget_s=60.0)
+QUICK = Plan(scale=0.1, reps=50, warmup=10, budget_s=30.0)
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Database and child processes
+# --------------------------------------------------------------------------------------------
+
+
+def _admin_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", parts.netloc, parts.path or "/postgres", parts.query, ""))
+
+
+@contextlib.contextmanager
+def _postgres_database(url: str) -> Iterator[str]:
+    """Create ``bench_access_<random>`` on the server of ``url``; yield its URL; drop it afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"bench_access_{secrets.token_hex(6)}"
+    admin = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _say(f"created database {name}")
+    try:
+        parts = urlsplit(url)
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _say(f"dropped database {name}")
+
+
+def _server_settings(url: str) -> dict[str, str]:
+    import psycopg
+
+    names = ("server_version", "shared_buffers", "work_mem", "jit", "synchronous_commit", "random_page_cost")
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0]) for name in names}  # type: ignore[index]
+
+
+def _django_env(var_dir: Path, database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("LP_KEKS", "LP_KEKS_FILE", "CELERY_BROKER_URL", "LP_OBJECT_STORAGE_BUCKET"):
+        env.pop(name, None)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="config.settings.dev",
+        DJANGO_DEBUG="false",  # as in production; with DEBUG Django also records every query
+        LP_VAR_DIR=str(var_dir),
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> None:
+    """Run a child in the project root; its output goes to ours. Raise on failure."""
+    done = subprocess.run(args, cwd=PROJECT_ROOT, env=env, check=False)  # noqa: S603 - our interpreter
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed with exit code {done.returncode}")
+
+
+def _run_phase(phase: str, env: dict[str, str], workdir: Path, **options: Any) -> dict[str, Any]:
+    result = workdir / f"{phase}-{uuid.uuid4().hex}.json"
+    args = [PYTHON, "-m", "bench.bench_access", "--phase", phase, "--result", str(result)]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    _run(args, env, f"phase {phase}")
+    data: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    return data
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _raise_exit(signum: int, _frame: types.FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)  # so that the finally blocks drop the database
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def _pp(s: dict[str, float], reps: int = 0) -> str:
+    short = f" (n={s['n']:.0f})" if reps and s["n"] < reps else ""
+    return f"{s['p50']:.2f} / {s['p95']:.2f}{short}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    p95_ok: bool
+    vs_unfiltered_ok: bool
+    vs_peer_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.p95_ok and self.vs_unfiltered_ok and self.vs_peer_ok
+
+
+def verdict(timings: dict[str, dict[str, float]]) -> Verdict:
+    filtered, unfiltered, peer = timings["filtered"], timings["unfiltered"], timings["peer"]
+    return Verdict(
+        p95_ok=filtered["p95"] <= TARGET_P95_MS,
+        vs_unfiltered_ok=filtered["p95"] <= TARGET_MAX_VS_UNFILTERED * unfiltered["p95"],
+        vs_peer_ok=peer["p95"] >= TARGET_MIN_PEER_FACTOR * filtered["p95"],
+    )
+
+
+def audit_overhead(audit: dict[str, dict[str, float]], key: str) -> float:
+    return audit["audited"][key] / audit["no_audit"][key] - 1.0
+
+
+def _list_table(measured: dict[str, Any], scope: str, rows_key: str, reps: int) -> list[str]:
+    lines = [
+        "| user | rows on page (filtered / unfiltered / peer) | filtered p50 / p95 ms | unfiltered p50 / p95 ms "
+        "| guardian peer p50 / p95 ms | filtered ÷ unfiltered (p50, p95) | peer ÷ filtered (p50, p95) "
+        f"| p95 <= {TARGET_P95_MS:g} ms | <= {TARGET_MAX_VS_UNFILTERED:g}x unfiltered "
+        f"| >= {TARGET_MIN_PEER_FACTOR:g}x faster than peer |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for key, user in measured["users"].items():
+        t = user[scope]
+        f, u, p = t["filtered"], t["unfiltered"], t["peer"]
+        v = verdict(t)
+        if rows_key == "rows_per_page":
+            r = user["rows_per_page"]
+            rows = f"{r['filtered']:.1f} / {r['unfiltered']:.1f} / {r['peer']:.1f}"
+        else:
+            r = user["rows_all"]
+            rows = (
+                f"{r['filtered']} / {r['unfiltered']} / {r['peer']} "
+                f"(of {r['filtered_total']:,} visible; peer {r['peer_total']:,})"
+            )
+        lines.append(
+            f"| {USER_LABELS.get(key, key)} | {rows} | {_pp(f, reps)} | {_pp(u, reps)} | {_pp(p, reps)} "
+            f"| {_ratio(f['p50'], u['p50'])}, {_ratio(f['p95'], u['p95'])} "
+            f"| {_ratio(p['p50'], f['p50'])}, {_ratio(p['p95'], f['p95'])} "
+            f"| {_met(v.p95_ok)} | {_met(v.vs_unfiltered_ok)} | {_met(v.vs_peer_ok)} |"
+        )
+    return lines
+
+
+def _plan_times(plan: list[str]) -> tuple[float, float]:
+    """Planning and execution time (ms) of an ``EXPLAIN ANALYZE`` output."""
+    found = {}
+    for line in plan:
+        name, _, value = line.strip().partition(": ")
+        if name in {"Planning Time", "Execution Time"}:
+            found[name] = float(value.split()[0])
+    return found.get("Planning Time", float("nan")), found.get("Execution Time", float("nan"))
+
+
+def _breakdown_rows(measured: dict[str, Any]) -> list[str]:
+    rows = []
+    for key, user in measured["users"].items():
+        t = user["per_pupil"]
+        planning, execution = _plan_times(measured["explain"][key]["filtered_pupil"]["plan"])
+        rows.append(
+            f"| {USER_LABELS.get(key, key)} | {_pp(t['filtered'])} | {_pp(t['filtered_orm'])} "
+            f"| {_pp(t['filtered_sql'])} | {planning:.2f} / {execution:.2f} |"
+        )
+    return rows
+
+
+def _plan_summary(plan: list[str]) -> str:
+    top = plan[0].strip() if plan else ""
+    buffers = next((line.strip() for line in plan[1:4] if line.strip().startswith("Buffers:")), "")
+    times = "; ".join(line.strip() for line in plan if line.strip().startswith(("Planning Time", "Execution Time")))
+    jit = "; JIT" if any(line.strip() == "JIT:" for line in plan) else ""
+    return f"`{times}{jit}` — top node `{top}`" + (f", `{buffers}`" if buffers else "")
+
+
+def render(
+    load: dict[str, Any], measured: dict[str, Any], plan: Plan, *, quick: bool, server: dict[str, str], loadavg: str
+) -> str:
+    counts = load["counts"]
+    shape = load["shape"]
+    check = load["projection_check"]
+    lines = [
+        f"**Data** (PostgreSQL {server['server_version']}; bulk-loaded in {load['load_seconds']:.0f} s, then "
+        f"`VACUUM (ANALYZE)`): {counts['organisations']:,} organisations ({shape['schools']} schools, "
+        f"{shape['clbs']} CLBs, {shape['nafts']} NAFT), {counts['pupils']:,} pupils (one open enrolment each), "
+        f"{counts['items']:,} items (5 per pupil: 2 held by the school, 3 by the school's CLB or a NAFT provider), "
+        f"{counts['grants']:,} grants (holder + T-SCH-2 enrolment), {counts['guardian_group_rows']:,} guardian "
+        f"group-permission rows in {counts['groups']:,} role groups, {counts['users']:,} users, "
+        f"{counts['involvements']:,} involvements. Guardian rows checked against `expected_projection` on "
+        f"{check['sampled_items']} sampled items: {check['missing_rows']} missing, {check['extra_rows']} extra.",
+        "",
+        f"**First page of one pupil's items** (what `GET /api/v1/pupils/<id>/items` runs; {plan.reps} repetitions "
+        "per variant, rotating over 20 pupils the user may see; ms):",
+        "",
+        *_list_table(measured, "per_pupil", "rows_per_page", plan.reps),
+        "",
+        "Where the filtered per-pupil call spends its time (diagnostic variants, interleaved with the above; ms): "
+        "**ORM** = `item_list_for_user(...)` with its membership query, ordering and slice, compiled to SQL "
+        "(`query.sql_with_params()`), not executed; **SQL** = the compiled statement run on the same connection "
+        "with a plain cursor (round trip: parsing, planning, execution, rows); from `EXPLAIN ANALYZE` of one pupil "
+        "the server's planning and execution time.",
+        "",
+        "| user | filtered p50 / p95 | ORM p50 / p95 | SQL p50 / p95 | EXPLAIN planning / execution |",
+        "|---|---:|---:|---:|---:|",
+        *_breakdown_rows(measured),
+        "",
+        "**First page of all visible items** (no pupil filter; ms):",
+        "",
+        *_list_table(measured, "all_items", "rows_all", plan.reps),
+        "",
+        '**Audit on a read**: `item_get_for_user(action="read")` (appends one hash-chained event) against '
+        "the same decision without the append (the item query, the membership query and the same per-rule "
+        "`.exists()` queries, via `_conditions` / `_guardian_condition`), rotating over the visible items of "
+        "the same pupils (ms):",
+        "",
+        "| user | with audit p50 / p95 | without audit p50 / p95 | overhead p50 | overhead p95 "
+        f"| target <= {TARGET_MAX_AUDIT_OVERHEAD:.0%} (p50 and p95) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for key, user in measured["users"].items():
+        audit = user["audit"]
+        o50, o95 = audit_overhead(audit, "p50"), audit_overhead(audit, "p95")
+        lines.append(
+            f"| {USER_LABELS.get(key, key)} | {_pp(audit['audited'])} | {_pp(audit['no_audit'])} "
+            f"| {o50:+.0%} | {o95:+.0%} | {_met(max(o50, o95) <= TARGET_MAX_AUDIT_OVERHEAD)} |"
+        )
+    lines += ["", "**EXPLAIN (ANALYZE, BUFFERS)**, once after the timings:", ""]
+    for key, plans in measured["explain"].items():
+        for name, label in (
+            ("filtered_pupil", "filtered, one pupil"),
+            ("peer_pupil", "guardian peer, one pupil"),
+            ("filtered_all", "filtered, all visible"),
+            ("filtered_all_jit_off", "filtered, all visible, `SET LOCAL jit = off`"),
+            ("unfiltered_all", "unfiltered, all items"),
+        ):
+            lines.append(f"- {USER_LABELS.get(key, key)}, {label}: {_plan_summary(plans[name]['plan'])}")
+    if any(
+        min(t["n"] for t in user[scope].values()) < plan.reps
+        for user in measured["users"].values()
+        for scope in ("per_pupil", "all_items")
+    ):
+        lines += ["", f"(n=...) marks a variant stopped after {plan.budget_s:.0f} s of measured calls."]
+    lines += [
+        "",
+        f"Run: `DATABASE_URL=postgres://... python -m bench.bench_access{' --quick' if quick else ''}` "
+        f"({'10 % of the full size, ' if quick else ''}{plan.reps} repetitions after {plan.warmup} warm-up, "
+        "variants interleaved with a rotating start). Each sample is the wall time of building the queryset and "
+        '`list()` of `order_by("-created_at", "id")[:50]` in one Django process (`DJANGO_DEBUG=false`, one '
+        "persistent connection, loopback); `item_list_for_user` includes its membership query. Peer = "
+        '`guardian.shortcuts.get_objects_for_user(u, "exchange.view_pupilitem", klass=PupilItem, '
+        "accept_global_perms=False)`, which uses the same direct-FK `PupilItemGroupObjectPermission` table. "
+        "Ratios and targets on p95. Checked before timing: for every measured pupil the filtered page is compared "
+        "with an independent in-Python reading of `POLICY` over the ledger and the guardian rows (as the "
+        "authorization-matrix test does): "
+        + "; ".join(
+            f"{USER_LABELS.get(key, key).split(' (')[0]}: {user['checks']['pupils_checked']} pupils, "
+            f"{user['checks']['mismatches']} differing, rules seen {', '.join(user['checks']['rules'])}"
+            for key, user in measured["users"].items()
+        )
+        + "; and the audited and unaudited decisions name the same rule. Server: "
+        + ", ".join(f"{k} {v}" for k, v in server.items() if k != "server_version")
+        + f". Load average (1, 5, 15 min) before loading and after measuring: {loadavg}.",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print a summary and write the docs/performance.md section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10 %% of the data and 50 repetitions")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/performance.md")
+    parser.add_argument("--phase", choices=["load", "measure"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--budget-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.phase == "load":
+        from bench import _access_load
+
+        _access_load.run(scale=args.scale, result=args.result)
+        return 0
+    if args.phase == "measure":
+        from bench import _access_measure
+
+        _access_measure.run(
+            load=args.load, reps=args.reps, warmup=args.warmup, budget_s=args.budget_s, result=args.result
+        )
+        return 0
+
+    database_url = os.environ.get("DATABASE_URL", "")
+    if urlsplit(database_url).scheme not in POSTGRES_SCHEMES:
+        sys.stderr.write(
+            "bench_access needs PostgreSQL: set DATABASE_URL to a server where it may create and drop a "
+            "database, e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres\n"
+        )
+        return 2
+
+    plan = QUICK if args.quick else FULL
+    _say(f"Machine: {machine_description()}")
+    server = _server_settings(database_url)
+    _say(f"Server: {server}")
+    started = time.perf_counter()
+    loadavg_before = _load_average()
+    signal.signal(signal.SIGTERM, _raise_exit)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-access-"))
+    try:
+        with _postgres_database(database_url) as url:
+            env = _django_env(workdir / "var", url)
+            _say("migrate")
+            _run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env, "migrate")
+            _say(f"loading data (scale {plan.scale:g})")
+            load = _run_phase("load", env, workdir, scale=plan.scale)
+            (workdir / "load.json").write_text(json.dumps(load), encoding="utf-8")
+            _say(f"measuring ({plan.reps} repetitions, {plan.warmup} warm-up)")
+            measured = _run_phase(
+                "measure",
+                env,
+                workdir,
+                load=workdir / "load.json",
+                reps=plan.reps,
+                warmup=plan.warmup,
+                budget_s=plan.budget_s,
+            )
+        loadavg = f"{loadavg_before} / {_load_average()}"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    for key, plans in measured["explain"].items():
+        for name, explained in plans.items():
+            _say(f"\n--- EXPLAIN (ANALYZE, BUFFERS) {key} {name}\n{explained['sql']}\n" + "\n".join(explained["plan"]))
+    body = render(load, measured, plan, quick=args.quick, server=server, loadavg=loadavg)
+    _say("\n" + body)
+    if not args.no_write:
+        write_section(name="access", title="Need to know: permission-filtered lists on PostgreSQL", body_markdown=body)
+        _say("Wrote the 'access' section of docs/performance.md")
+    _say(f"Total {time.perf_counter() - started:.0f} s")
+    ok = all(
+        verdict(user["per_pupil"]).ok
+        and max(audit_overhead(user["audit"], "p50"), audit_overhead(user["audit"], "p95")) <= TARGET_MAX_AUDIT_OVERHEAD
+        for user in measured["users"].values()
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
