@@ -32,7 +32,8 @@ from typing import Any
 from bench._wave_load import EXTRA_INDEX_PREFIX, WAVE_INDEX_PREFIX, new_school_of
 
 BATCH_SIZE = 500
-PROGRESS_EVERY = 10_000
+PROGRESS_EVERY = 5_000
+CHUNK = 1_000
 PROJECTION_SAMPLE = 200
 PROFILE_LINES = 15
 
@@ -92,7 +93,7 @@ class WaveResult:
     audit_events: int
     checks: Checks
     peak_rss_mib: float
-    queries: dict[str, int] = field(default_factory=dict)
+    plan_chunks_ms: list[float] = field(default_factory=list)
 
     @property
     def total_s(self) -> float:
@@ -202,16 +203,24 @@ def enrol(*, index_prefix: str = WAVE_INDEX_PREFIX) -> tuple[list[Any], float]:
     return enrolments, seconds
 
 
-def plan(enrolments: list[Any]) -> float:
-    """handover_plan_for_enrolment for each enrolment (its own transaction); returns the seconds."""
+def plan(enrolments: list[Any], chunks: list[float] | None = None) -> float:
+    """handover_plan_for_enrolment for each enrolment (its own transaction); returns the seconds.
+
+    ``chunks`` receives the ms per change of every block of 1,000 enrolments (drift within the run).
+    """
     from exchange.handover import handover_plan_for_enrolment
 
-    started = time.perf_counter()
+    started = chunk_started = time.perf_counter()
     for done, enrolment in enumerate(enrolments, start=1):
         handover_plan_for_enrolment(enrolment=enrolment)
+        if done % CHUNK == 0:
+            now = time.perf_counter()
+            if chunks is not None:
+                chunks.append((now - chunk_started) / CHUNK * 1000)
+            chunk_started = now
         if done % PROGRESS_EVERY == 0:
             elapsed = time.perf_counter() - started
-            say(f"planned {done:,}/{len(enrolments):,} ({elapsed:.0f} s, {done / elapsed:,.0f} changes/s)")
+            say(f"planned {done:,}/{len(enrolments):,} ({elapsed:.0f} s, {elapsed / done * 1000:.1f} ms per change)")
     return time.perf_counter() - started
 
 
@@ -319,7 +328,8 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
 
     enrolments, enrol_s = enrol()
     say(f"{len(enrolments):,} enrolments written in {enrol_s:.2f} s; planning one by one")
-    plan_s = plan(enrolments)
+    chunks: list[float] = []
+    plan_s = plan(enrolments, chunks)
     say(f"planned in {plan_s:.1f} s ({plan_s / size * 1000:.2f} ms per change)")
     del enrolments
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
@@ -341,6 +351,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
         audit_events=_audit_count(),
         checks=checks,
         peak_rss_mib=_peak_rss_mib(),
+        plan_chunks_ms=chunks,
     )
 
 
@@ -501,16 +512,25 @@ def run_baseline(*, size: int, load_s: float) -> BaselineResult:
 _PATH_RE = re.compile(r"(/[^\s:()]*/)?(site-packages/|lib/python3\.\d+/)")
 
 
-def _top(profiler: cProfile.Profile, lines: int = PROFILE_LINES) -> str:
+def _top(profiler: cProfile.Profile, lines: int = PROFILE_LINES, *, product_only: bool = False) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(lines)
-    text = out.getvalue()
     root = str(Path(__file__).resolve().parent.parent) + "/"
+    if product_only:
+        # The product's own functions (and Celery's delay, which the on-commit enqueueing calls).
+        pattern = re.escape(root) + r"(exchange|permissions|consent)/|celery/app/task\.py:\d+\(delay\)"
+        stats.sort_stats("cumulative").print_stats(pattern, lines)
+    else:
+        stats.sort_stats("cumulative").print_stats(lines)
+    text = out.getvalue()
     text = text.replace(root, "")
     text = _PATH_RE.sub("", text)
     # Keep the summary line and the table; drop pstats' blank lines and "Ordered by" chatter.
-    kept = [line.rstrip() for line in text.splitlines() if line.strip() and not line.strip().startswith("Ordered by")]
+    kept = [
+        line.rstrip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(("Ordered by", "List reduced"))
+    ]
     return "\n".join(kept)
 
 
@@ -549,6 +569,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
         profiler.disable()
         seconds["planning"] = time.perf_counter() - started
     tables["planning"], queries["planning"] = _top(profiler), counter.count
+    tables["planning:product"] = _top(profiler, product_only=True)
     del enrolments
 
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
@@ -562,6 +583,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
             profiler.disable()
             seconds[phase] = time.perf_counter() - started
         tables[phase], queries[phase] = _top(profiler), counter.count
+        tables[f"{phase}:product"] = _top(profiler, product_only=True)
         say(f"profiled {phase}: {seconds[phase]:.1f} s, {counter.count:,} queries")
 
     service_s, plan_only_s = _service_sample(extra)

@@ -47,12 +47,14 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import uuid
@@ -78,6 +80,7 @@ TARGET_TOTAL_S = 600.0
 TARGET_MAX_SCALING = 1.2
 TARGET_MIN_SPEEDUP = 10.0
 PHASES = ("enrol", "planning", "mandatory", "execution")
+OTHER_BENCHMARKS_RE = re.compile(r"bench[./]bench_(access|store|crypto)\b")
 
 
 def _say(message: str) -> None:
@@ -182,6 +185,71 @@ def _django_env(var_dir: Path, database_url: str) -> dict[str, str]:
     return env
 
 
+def _other_benchmarks() -> list[str]:
+    """Command lines of other benchmarks running on this machine (they would skew our timings)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if OTHER_BENCHMARKS_RE.search(cmdline):
+            found.append(cmdline)
+    return found
+
+
+def wait_for_others(*, poll_s: float = 20.0, max_s: float = 1200.0) -> float:
+    """Wait (polling) until no other benchmark runs, at most ``max_s``; returns the seconds waited."""
+    started = time.monotonic()
+    while _other_benchmarks() and time.monotonic() - started < max_s:
+        _say(f"waiting for other benchmarks to finish: {_other_benchmarks()[0][:100]}")
+        time.sleep(poll_s)
+    return time.monotonic() - started
+
+
+class Watcher:
+    """Samples, every few seconds while a child runs, the load average and other benchmarks running."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.samples = 0
+        self.busy_samples = 0
+        self.seen: set[str] = set()
+        self.max_load = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            others = _other_benchmarks()
+            self.samples += 1
+            if others:
+                self.busy_samples += 1
+                self.seen.update(" ".join(cmd.split()[:4])[:80] for cmd in others)
+            with contextlib.suppress(OSError):
+                self.max_load = max(self.max_load, os.getloadavg()[0])
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "other_benchmarks_s": self.busy_samples * self.interval_s,
+            "other_benchmarks": sorted(self.seen),
+            "max_load_1min": self.max_load,
+        }
+
+
 def _run(args: list[str], env: dict[str, str], what: str) -> None:
     """Run a child in the project root; its output goes to ours. Raise on failure."""
     done = subprocess.run(args, cwd=PROJECT_ROOT, env=env, check=False)  # noqa: S603 - our own interpreter
@@ -189,14 +257,18 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
         raise RuntimeError(f"{what} failed with exit code {done.returncode} (see its output above)")
 
 
-def _run_phase(phase: str, env: dict[str, str], workdir: Path, **options: Any) -> dict[str, Any]:
+def _run_phase(phase: str, env: dict[str, str], workdir: Path, *, wait: bool, **options: Any) -> dict[str, Any]:
+    """Run ``python -m bench.bench_wave --phase PHASE`` (after other benchmarks, if ``wait``); its JSON result."""
     result = workdir / f"{phase}-{uuid.uuid4().hex}.json"
     args = [PYTHON, "-m", "bench.bench_wave", "--phase", phase, "--result", str(result)]
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
-    _run(args, env, f"phase {phase} {options}")
+    waited = wait_for_others() if wait else 0.0
+    with Watcher() as watcher:
+        _run(args, env, f"phase {phase} {options}")
     data: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
     result.unlink()
+    data["environment"] = watcher.summary() | {"waited_s": waited}
     return data
 
 
@@ -289,6 +361,30 @@ def _checks_text(checks: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _drift_text(data: dict[str, Any]) -> str:
+    chunks = data.get("plan_chunks_ms") or []
+    if len(chunks) < 2:
+        return "planning drift n/a"
+    low, high = min(chunks), max(chunks)
+    return (
+        f"planning per 1,000 changes: first {chunks[0]:.1f}, last {chunks[-1]:.1f}, "
+        f"min {low:.1f}, max {high:.1f} ms per change"
+    )
+
+
+def _environment_text(data: dict[str, Any]) -> str:
+    env = data.get("environment") or {}
+    if not env:
+        return "machine load not recorded"
+    others = env.get("other_benchmarks_s", 0.0)
+    text = f"max 1-min load average {env.get('max_load_1min', 0.0):.1f}"
+    if others:
+        return (
+            text + f"; **other benchmarks ran for about {others:.0f} s of it** ({', '.join(env['other_benchmarks'])})"
+        )
+    return text + "; no other benchmark ran meanwhile"
+
+
 def _projection(rows: list[SizeRow], size: int) -> float:
     """Total seconds at ``size``: linear through the two largest sizes (or proportional to one)."""
     if len(rows) >= 2:
@@ -331,7 +427,8 @@ def render(
     lines.append("")
     for row in rows:
         lines.append(
-            f"- N = {row.size:,}: {_checks_text(row.data['checks'])}; peak RSS {row.data['peak_rss_mib']:.0f} MiB."
+            f"- N = {row.size:,}: {_checks_text(row.data['checks'])}; peak RSS {row.data['peak_rss_mib']:.0f} MiB; "
+            f"{_drift_text(row.data)}; {_environment_text(row.data)}."
         )
 
     ok = bool(rows) and not failures and all(row.data["checks"]["ok"] for row in rows)
@@ -361,7 +458,7 @@ def render(
                 f"| {row.execution_ms:.2f} | {row.per_change_ms:.2f} | |"
             )
         lines.append("")
-        lines.append(f"- baseline checks: {_checks_text(baseline['checks'])}.")
+        lines.append(f"- baseline checks: {_checks_text(baseline['checks'])}; {_environment_text(baseline)}.")
         ok = ok and bool(baseline["checks"]["ok"])
         if rows:
             smallest = rows[0]
@@ -449,7 +546,8 @@ def _render_profile(profile: dict[str, Any], rows: list[SizeRow]) -> list[str]:
     lines = [
         "",
         f"**Profile** (separate fresh database, N = {size:,}; cProfile slows Python down, so these seconds are not "
-        f"the timings above; {why}). SQL statements per change (counted with `connection.execute_wrapper`):",
+        f"the timings above; {why}; {_environment_text(profile)}). SQL statements per change (counted with "
+        "`connection.execute_wrapper`):",
         "",
         "| phase | profiled s | SQL statements | statements per change |",
         "|---|---:|---:|---:|",
@@ -465,18 +563,20 @@ def _render_profile(profile: dict[str, Any], rows: list[SizeRow]) -> list[str]:
             f"`handover_plan_for_enrolment` alone (sample of {profile['service_sample'] // 2} + "
             f"{profile['service_sample'] - profile['service_sample'] // 2} pupils outside the profiled wave).",
         ]
+    tables = profile["tables"]
     for rank, phase in enumerate(order):
         label = "slowest phase" if rank == 0 else "for comparison"
-        lines += [
-            "",
-            f"<details><summary>cProfile: {phase} ({label}), top {15} by cumulative time</summary>",
-            "",
-            "```text",
-            profile["tables"][phase],
-            "```",
-            "",
-            "</details>",
-        ]
+        blocks = [(f"cProfile: {phase} ({label}), top 15 functions by cumulative time", tables[phase])]
+        if f"{phase}:product" in tables:
+            blocks.append(
+                (
+                    f"cProfile: {phase}, the product's own functions (exchange, permissions, consent) and "
+                    "Celery's `delay`, top 15 by cumulative time",
+                    tables[f"{phase}:product"],
+                )
+            )
+        for summary, table in blocks:
+            lines += ["", f"<details><summary>{summary}</summary>", "", "```text", table, "```", "", "</details>"]
     return lines
 
 
@@ -514,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
         help="check afterwards with audit_verify() (full) or only that the sequence is contiguous",
     )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/performance.md")
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="do not wait (up to 20 min before each part) for other benchmarks (bench_access/store/crypto) to finish",
+    )
     parser.add_argument("--save-results", type=Path, help="also write the raw results to this JSON file")
     parser.add_argument(
         "--from-results", type=Path, help="render (and write) the report from a --save-results file; runs nothing"
@@ -572,7 +678,11 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"Baseline: {baseline_size:,} changes, row by row")
             try:
                 baseline = _run_phase(
-                    "baseline", _django_env(workdir / "var-baseline", db_url), workdir, size=baseline_size
+                    "baseline",
+                    _django_env(workdir / "var-baseline", db_url),
+                    workdir,
+                    wait=args.wait,
+                    size=baseline_size,
                 )
             except RuntimeError as exc:
                 failures.append(f"Baseline: not measured, {exc}")
@@ -581,7 +691,12 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"Wave of {size:,} changes")
                 try:
                     data = _run_phase(
-                        "size", _django_env(workdir / f"var-{size}", db_url), workdir, size=size, audit=args.audit
+                        "size",
+                        _django_env(workdir / f"var-{size}", db_url),
+                        workdir,
+                        wait=args.wait,
+                        size=size,
+                        audit=args.audit,
                     )
                 except RuntimeError as exc:
                     failures.append(f"N = {size:,}: not measured, {exc}")
@@ -599,7 +714,11 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"Profile: {profile_size:,} changes under cProfile")
                 try:
                     profile = _run_phase(
-                        "profile", _django_env(workdir / "var-profile", db_url), workdir, size=profile_size
+                        "profile",
+                        _django_env(workdir / "var-profile", db_url),
+                        workdir,
+                        wait=args.wait,
+                        size=profile_size,
                     )
                 except RuntimeError as exc:
                     failures.append(f"Profile: not made, {exc}")
