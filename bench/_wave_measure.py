@@ -16,6 +16,7 @@ execution phase), each timed; a third run later must find nothing.
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import math
 import pstats
@@ -94,6 +95,7 @@ class WaveResult:
     checks: Checks
     peak_rss_mib: float
     plan_chunks_ms: list[float] = field(default_factory=list)
+    meters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def total_s(self) -> float:
@@ -152,6 +154,79 @@ def counting_queries() -> Iterator[QueryCounter]:
     counter = QueryCounter()
     with connection.execute_wrapper(counter):
         yield counter
+
+
+class Meter:
+    """Where a timed phase's time goes: SQL (as the client waits for it), Python's GC, and WAL written.
+
+    SQL time and statements come from ``connection.execute_wrapper`` (a few microseconds per
+    statement); GC time from ``gc.callbacks``; WAL bytes from the WAL insert position and full-page
+    images from ``pg_stat_wal`` (both cluster-wide: other databases' writes and autovacuum count
+    too, so the runs wait for other benchmarks).
+    """
+
+    def __init__(self) -> None:
+        self.sql_s = 0.0
+        self.statements = 0
+        self.gc_s = 0.0
+        self.gc_full = 0
+        self.wal_bytes = 0
+        self.wal_fpi = 0
+        self._gc_started = 0.0
+        self._wal: tuple[int, int] = (0, 0)
+        self._wrapper: Any = None
+
+    def _execute(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.sql_s += time.perf_counter() - started
+            self.statements += 1
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_s += time.perf_counter() - self._gc_started
+            self.gc_full += info.get("generation") == 2
+
+    @staticmethod
+    def _wal_now() -> tuple[int, int]:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            # WAL bytes exactly from the insert position; full-page images from the cumulative
+            # statistics, after making this backend flush its pending counters.
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0'), wal_fpi FROM pg_stat_wal")
+            row = cursor.fetchone()
+        return int(row[0]), int(row[1])
+
+    def __enter__(self) -> Meter:
+        from django.db import connection
+
+        self._wal = self._wal_now()
+        self._wrapper = connection.execute_wrapper(self._execute)
+        self._wrapper.__enter__()
+        gc.callbacks.append(self._gc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._gc)
+        self._wrapper.__exit__(None, None, None)
+        wal_bytes, wal_fpi = self._wal_now()
+        self.wal_bytes, self.wal_fpi = wal_bytes - self._wal[0], wal_fpi - self._wal[1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sql_s": self.sql_s,
+            "statements": self.statements,
+            "gc_s": self.gc_s,
+            "gc_full": self.gc_full,
+            "wal_bytes": self.wal_bytes,
+            "wal_fpi": self.wal_fpi,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,19 +299,23 @@ def plan(enrolments: list[Any], chunks: list[float] | None = None) -> float:
     return time.perf_counter() - started
 
 
-def sweep_phases(now: datetime) -> tuple[float, float, Any, Any]:
-    """The mandatory phase (exactly its batches), then the execution phase; both timed."""
+def sweep_phases(now: datetime, meters: dict[str, dict[str, Any]]) -> tuple[float, float, Any, Any]:
+    """The mandatory phase (exactly its batches), then the execution phase; both timed and metered."""
     from exchange.handover import handover_sweep
     from exchange.models import Handover, HandoverState
 
     due = Handover.objects.filter(state=HandoverState.PLANNED, effective_at__lte=now).count()
-    started = time.perf_counter()
-    first = handover_sweep(batch_size=BATCH_SIZE, now=now, max_batches=math.ceil(due / BATCH_SIZE))
-    mandatory_s = time.perf_counter() - started
+    with Meter() as meter:
+        started = time.perf_counter()
+        first = handover_sweep(batch_size=BATCH_SIZE, now=now, max_batches=math.ceil(due / BATCH_SIZE))
+        mandatory_s = time.perf_counter() - started
+    meters["mandatory"] = meter.as_dict()
     say(f"mandatory phase: {first.mandatory:,} handovers in {mandatory_s:.1f} s")
-    started = time.perf_counter()
-    second = handover_sweep(batch_size=BATCH_SIZE, now=now)
-    execute_s = time.perf_counter() - started
+    with Meter() as meter:
+        started = time.perf_counter()
+        second = handover_sweep(batch_size=BATCH_SIZE, now=now)
+        execute_s = time.perf_counter() - started
+    meters["execution"] = meter.as_dict()
     say(f"execution phase: {second.executed:,} handovers in {execute_s:.1f} s")
     if first.mandatory != due or first.executed != 0 or second.mandatory != 0:
         raise RuntimeError(f"unexpected sweep split: due {due}, first {first}, second {second}")
@@ -329,12 +408,15 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
     enrolments, enrol_s = enrol()
     say(f"{len(enrolments):,} enrolments written in {enrol_s:.2f} s; planning one by one")
     chunks: list[float] = []
-    plan_s = plan(enrolments, chunks)
+    meters: dict[str, dict[str, Any]] = {}
+    with Meter() as meter:
+        plan_s = plan(enrolments, chunks)
+    meters["planning"] = meter.as_dict()
     say(f"planned in {plan_s:.1f} s ({plan_s / size * 1000:.2f} ms per change)")
     del enrolments
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     grants_before = Grant.objects.count()
-    mandatory_s, execute_s, _first, _second = sweep_phases(now)
+    mandatory_s, execute_s, _first, _second = sweep_phases(now, meters)
     grants_created = Grant.objects.count() - grants_before
     latest = max(Handover.objects.values_list("objection_deadline", flat=True))
     checks = verify(later=latest + timedelta(days=1), full_audit=full_audit)
@@ -352,6 +434,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
         checks=checks,
         peak_rss_mib=_peak_rss_mib(),
         plan_chunks_ms=chunks,
+        meters=meters,
     )
 
 
@@ -467,6 +550,7 @@ class BaselineResult:
     plan_rows: int
     grants_created: int
     checks: Checks
+    meters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def total_s(self) -> float:
@@ -485,9 +569,10 @@ def run_baseline(*, size: int, load_s: float) -> BaselineResult:
     del enrolments
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     grants_before = Grant.objects.count()
-    started = time.perf_counter()
-    moved = execute_row_by_row(now)
-    execute_s = time.perf_counter() - started
+    with Meter() as meter:
+        started = time.perf_counter()
+        moved = execute_row_by_row(now)
+        execute_s = time.perf_counter() - started
     say(f"baseline: {moved:,} handovers row by row in {execute_s:.1f} s ({execute_s / size * 1000:.2f} ms per change)")
     grants_created = Grant.objects.count() - grants_before
     latest = max(Handover.objects.values_list("objection_deadline", flat=True))
@@ -502,6 +587,7 @@ def run_baseline(*, size: int, load_s: float) -> BaselineResult:
         plan_rows=HandoverItem.objects.count(),
         grants_created=grants_created,
         checks=checks,
+        meters={"execution": meter.as_dict()},
     )
 
 

@@ -32,10 +32,19 @@ for the grantee; the CLB dossiers followed (T-CLB-6); the guardian projection eq
 ``expected_projection`` on 200 sampled items; ``permissions.audit.audit_verify()`` is intact; a
 later sweep finds nothing.
 
+Each timed phase is also metered (``_wave_measure.Meter``): SQL statements and the time spent
+waiting for them, Python's GC time, WAL bytes and full-page images, so the report shows where a
+change's milliseconds go; and planning is timed per 1,000 changes to show drift within a run.
+
 Baseline, same run, at the smallest size (at most 2,000 changes; 1,000 with ``--quick``): the
 same planning, then the same execution one ``save()`` per row (``_wave_measure.execute_row_by_row``).
 Profile: another copy at the baseline size, each phase under cProfile with its SQL query count,
 and a sample of the product's full per-enrolment service ``enrolment_register`` for comparison.
+
+Other benchmarks on the same machine skew the timings: before each part the run waits (polling
+every 20 s, at most 20 minutes) until no ``bench_access``/``bench_store``/``bench_crypto`` runs
+(``--no-wait`` skips this), and the report says if one ran meanwhile. ``--save-results FILE``
+keeps the raw figures; ``--from-results FILE`` renders (and writes) the report again from them.
 
 Targets: 100k changes planned and executed in <= 600 s on this 2-core machine; per-change cost
 at the largest size <= 1.2x the cost at the smallest; bulk >= 10x faster than the baseline.
@@ -361,6 +370,58 @@ def _checks_text(checks: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _meter_row(label: str, size: int, phase: str, seconds: float, meter: dict[str, Any]) -> str:
+    per = 1000 / size  # seconds per run -> ms per change
+    other = seconds - meter["sql_s"] - meter["gc_s"]
+    return (
+        f"| {label} | {size:,} | {phase} | {seconds * per:.2f} | {meter['statements'] / size:.1f} "
+        f"| {meter['sql_s'] * per:.2f} | {meter['gc_s'] * per:.2f} ({meter['gc_full']}) | {other * per:.2f} "
+        f"| {meter['wal_bytes'] / size / 1024:.1f} | {meter['wal_fpi'] / size:.1f} |"
+    )
+
+
+def _render_meters(rows: list[SizeRow], baseline: dict[str, Any] | None) -> list[str]:
+    metered = [row for row in rows if row.data.get("meters")]
+    if not metered:
+        return []
+    lines = [
+        "",
+        "**Where the time goes**, per change: SQL = time the client waits for its statements (server work plus "
+        "round trip, commits included), GC = Python's cyclic garbage collector (number of full collections), "
+        "Python = the rest (ORM, crypto, Celery publishing, the benchmark's few microseconds of metering); WAL "
+        "bytes from the WAL insert position, full-page images from `pg_stat_wal` (both cluster-wide).",
+        "",
+        "| run | N | phase | ms | SQL statements | SQL ms | GC ms (full) | Python ms | WAL KiB | full-page images |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in metered:
+        for phase in ("planning", "mandatory", "execution"):
+            meter = row.data["meters"].get(phase)
+            if meter:
+                lines.append(_meter_row("bulk", row.size, phase, row.seconds[phase], meter))
+    if baseline is not None and baseline.get("meters", {}).get("execution"):
+        lines.append(
+            _meter_row(
+                "row by row", baseline["size"], "execution", baseline["execute_s"], baseline["meters"]["execution"]
+            )
+        )
+    largest = metered[-1]
+    phases = [p for p in ("planning", "mandatory", "execution") if p in largest.data["meters"]]
+    timed = sum(largest.seconds[p] for p in phases)
+    sql = sum(largest.data["meters"][p]["sql_s"] for p in phases)
+    collected = sum(largest.data["meters"][p]["gc_s"] for p in phases)
+    if timed > 0:
+        lines += [
+            "",
+            f"At N = {largest.size:,}: "
+            + ", ".join(f"{p} {largest.seconds[p] / timed:.0%}" for p in phases)
+            + f" of the planned-and-executed time; of that time {sql / timed:.0%} is waiting for SQL, "
+            f"{collected / timed:.0%} garbage collection and {(timed - sql - collected) / timed:.0%} other Python "
+            "in the process itself.",
+        ]
+    return lines
+
+
 def _drift_text(data: dict[str, Any]) -> str:
     chunks = data.get("plan_chunks_ms") or []
     if len(chunks) < 2:
@@ -430,6 +491,8 @@ def render(
             f"- N = {row.size:,}: {_checks_text(row.data['checks'])}; peak RSS {row.data['peak_rss_mib']:.0f} MiB; "
             f"{_drift_text(row.data)}; {_environment_text(row.data)}."
         )
+
+    lines += _render_meters(rows, baseline)
 
     ok = bool(rows) and not failures and all(row.data["checks"]["ok"] for row in rows)
     speedup_exec = speedup_total = None
