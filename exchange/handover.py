@@ -38,7 +38,6 @@ from exchange.models import (
     Notice,
     Organisation,
     Outbox,
-    Pupil,
     PupilItem,
 )
 
@@ -93,140 +92,225 @@ def clb_of_school(school: Organisation, day: date) -> Organisation | None:
     return agreement.clb if agreement else None
 
 
-def _previous_school(enrolment: Enrolment) -> Organisation | None:
-    previous = (
-        Enrolment.objects.filter(pupil=enrolment.pupil, start__lte=enrolment.start)
-        .exclude(pk=enrolment.pk)
-        .exclude(school=enrolment.school)
-        .select_related("school")
-        .order_by("-start")
-        .first()
-    )
-    return previous.school if previous else None
-
-
-def _attendance_in_scope(items: list[PupilItem], day: date) -> set[Any]:
-    """T-SCH-5: absences of the current and the previous school year only."""
-    first_day = school_year_start(school_year_of(day)) - timedelta(days=365)
-    first_day = date(first_day.year, 9, 1)
-    versions = ItemVersion.objects.filter(item__in=items, version=1, authored_on__gte=first_day)
-    return set(versions.values_list("item_id", flat=True))
-
-
-def _plan_items(
-    *, pupil: Pupil, holder: Organisation, table: dict[str, tuple[bool, str]], day: date
-) -> list[tuple[PupilItem, bool, str]]:
-    items = list(PupilItem.objects.filter(pupil=pupil, holder=holder, shredded_at__isnull=True))
-    attendance = [i for i in items if i.category == Category.ATTENDANCE]
-    recent = _attendance_in_scope(attendance, day) if table is SCHOOL_PLAN and attendance else set()
-    planned = []
-    for item in items:
-        if item.category not in table:
-            continue
-        if table is SCHOOL_PLAN and item.category == Category.ATTENDANCE and item.pk not in recent:
-            continue
-        mandatory, rule = table[item.category]
-        planned.append((item, mandatory, rule))
-    return planned
-
-
 def _event(handover: Handover, state: str, note: str = "", at: datetime | None = None) -> HandoverEvent:
     return HandoverEvent(handover=handover, at=at or timezone.now(), state=state, note=note)
 
 
-def _notices(handover: Handover) -> list[Notice]:
-    """T-CLB-2: the capable pupil in CLB matters, otherwise the parents (CAP-3)."""
-    from consent.services import ADULT_AGE, capacity_on
+def handover_plan_for_enrolment(*, enrolment: Enrolment) -> list[Handover]:
+    """T-CLB-1 / T-SCH-1: plan the handovers a new enrolment triggers, frozen in this transaction."""
+    return handover_plan_for_enrolments(enrolments=[enrolment])
 
-    capacity = capacity_on(pupil=handover.pupil, day=timezone.localdate())
-    pupil_decides = capacity.capable if handover.kind == HandoverKind.CLB else capacity.age >= ADULT_AGE
-    if pupil_decides:
-        return [Notice(handover=handover, addressee_id=handover.pupil.user_id, to_pupil=True)]
-    return [
-        Notice(handover=handover, addressee_id=parent.user_id, parent=parent) for parent in handover.pupil.parents.all()
+
+@dataclass
+class _Context:
+    """What planning a batch needs, read with one query per kind of row (never per enrolment)."""
+
+    day: date
+    enrolments_by_pupil: dict[Any, list[tuple[date, Any, Any]]]
+    organisations: dict[Any, Organisation]
+    dossier_clb: dict[Any, Any]
+    agreements: dict[Any, list[CooperationAgreement]]
+
+    def previous_school(self, enrolment: Enrolment) -> Organisation | None:
+        """The school of the latest other enrolment that started no later than this one."""
+        earlier = [
+            (start, school_id)
+            for start, pk, school_id in self.enrolments_by_pupil.get(enrolment.pupil_id, [])
+            if start <= enrolment.start and pk != enrolment.pk and school_id != enrolment.school_id
+        ]
+        if not earlier:
+            return None
+        return self.organisations[max(earlier, key=lambda row: row[0])[1]]
+
+    def clb_of(self, school_id: Any, day: date) -> Organisation | None:
+        for agreement in self.agreements.get(school_id, []):
+            if agreement.start <= day and (agreement.end is None or agreement.end >= day):
+                return self.organisations[agreement.clb_id]
+        return None
+
+
+def _context(enrolments: list[Enrolment], day: date) -> _Context:
+    pupil_ids = {e.pupil_id for e in enrolments}
+    by_pupil: dict[Any, list[tuple[date, Any, Any]]] = defaultdict(list)
+    for pupil_id, start, pk, school_id in Enrolment.objects.filter(pupil_id__in=pupil_ids).values_list(
+        "pupil_id", "start", "pk", "school_id"
+    ):
+        by_pupil[pupil_id].append((start, pk, school_id))
+    dossier_clb = dict(ClbDossier.objects.filter(pupil_id__in=pupil_ids).values_list("pupil_id", "clb_id"))
+    school_ids = {school_id for rows in by_pupil.values() for _start, _pk, school_id in rows}
+    agreements: dict[Any, list[CooperationAgreement]] = defaultdict(list)
+    for agreement in CooperationAgreement.objects.filter(school_id__in=school_ids).order_by("start", "id"):
+        agreements[agreement.school_id].append(agreement)
+    wanted = school_ids | set(dossier_clb.values()) | {a.clb_id for rows in agreements.values() for a in rows}
+    organisations = {o.pk: o for o in Organisation.objects.filter(pk__in=wanted)}
+    return _Context(
+        day=day,
+        enrolments_by_pupil=by_pupil,
+        organisations=organisations,
+        dossier_clb=dossier_clb,
+        agreements=agreements,
+    )
+
+
+def _plan_rows(
+    pairs: list[tuple[Any, Any, dict[str, tuple[bool, str]]]], day: date
+) -> dict[tuple[Any, Any], list[tuple[PupilItem, bool, str]]]:
+    """The frozen plan of every (pupil, old holder) pair by its table; one query for all pairs."""
+    tables = {(pupil_id, holder_id): table for pupil_id, holder_id, table in pairs}
+    plans: dict[tuple[Any, Any], list[tuple[PupilItem, bool, str]]] = {key: [] for key in tables}
+    if not tables:
+        return plans
+    items = [
+        item
+        for item in PupilItem.objects.filter(
+            pupil_id__in={p for p, _h in tables},
+            holder_id__in={h for _p, h in tables},
+            shredded_at__isnull=True,
+        ).order_by("created_at", "id")
+        if (item.pupil_id, item.holder_id) in tables and item.category in tables[(item.pupil_id, item.holder_id)]
     ]
+    # T-SCH-5: a school hands over absences of the current and the previous school year only.
+    first_day = school_year_start(school_year_of(day)) - timedelta(days=365)
+    first_day = date(first_day.year, 9, 1)
+    school_attendance = [
+        i.pk for i in items if i.category == Category.ATTENDANCE and tables[(i.pupil_id, i.holder_id)] is SCHOOL_PLAN
+    ]
+    recent = (
+        set(
+            ItemVersion.objects.filter(
+                item_id__in=school_attendance, version=1, authored_on__gte=first_day
+            ).values_list("item_id", flat=True)
+        )
+        if school_attendance
+        else set()
+    )
+    for item in items:
+        table = tables[(item.pupil_id, item.holder_id)]
+        if table is SCHOOL_PLAN and item.category == Category.ATTENDANCE and item.pk not in recent:
+            continue
+        mandatory, rule = table[item.category]
+        plans[(item.pupil_id, item.holder_id)].append((item, mandatory, rule))
+    return plans
+
+
+def _notices_for(handovers: list[Handover], day: date) -> list[Notice]:
+    """T-CLB-2: the capable pupil in CLB matters (CAP-1, CAP-2), otherwise the parents (CAP-3); for
+    school data the adult pupil, otherwise the parents."""
+    from consent.models import CapacityDecision
+    from consent.services import ADULT_AGE
+    from exchange.models import PupilParent
+    from exchange.selectors import pupil_identity
+
+    pupil_ids = {h.pupil_id for h in handovers}
+    overrides: dict[Any, bool] = {}
+    for pupil_id, capable in (
+        CapacityDecision.objects.filter(pupil_id__in=pupil_ids, decided_on__lte=day)
+        .order_by("pupil_id", "-decided_on", "-created_at")
+        .values_list("pupil_id", "capable")
+    ):
+        overrides.setdefault(pupil_id, capable)
+    parents: dict[Any, list[Any]] = defaultdict(list)
+    for parent in PupilParent.objects.filter(pupil_id__in=pupil_ids).only("id", "pupil_id", "user_id").order_by("id"):
+        parents[parent.pupil_id].append(parent)
+    notices = []
+    for handover in handovers:
+        identity = pupil_identity(pupil=handover.pupil)
+        if handover.kind == HandoverKind.CLB:
+            decides = overrides.get(handover.pupil_id, identity.is_presumed_capable(day))
+        else:
+            decides = identity.age_on(day) >= ADULT_AGE
+        if decides:
+            notices.append(Notice(handover=handover, addressee_id=handover.pupil.user_id, to_pupil=True))
+        else:
+            notices += [Notice(handover=handover, addressee_id=p.user_id, parent=p) for p in parents[handover.pupil_id]]
+    return notices
 
 
 @transaction.atomic
-def handover_plan_for_enrolment(*, enrolment: Enrolment) -> list[Handover]:
-    """T-CLB-1 / T-SCH-1: plan the handovers a new enrolment triggers, frozen in this transaction."""
-    now = timezone.now()
-    pupil = enrolment.pupil
-    effective = effective_at_for(enrolment, now)
-    handovers: list[Handover] = []
-    old_school = _previous_school(enrolment)
-    if old_school is not None:
-        plan = _plan_items(pupil=pupil, holder=old_school, table=SCHOOL_PLAN, day=timezone.localdate())
-        handovers.append(_create(enrolment, HandoverKind.SCHOOL, old_school, enrolment.school, plan, now, effective))
-    dossier = ClbDossier.objects.filter(pupil=pupil).select_related("clb").first()
-    old_clb = dossier.clb if dossier else (clb_of_school(old_school, timezone.localdate()) if old_school else None)
-    new_clb = clb_of_school(enrolment.school, timezone.localdate(effective))
-    if old_clb is not None and new_clb is not None and old_clb.pk != new_clb.pk:
-        plan = _plan_items(pupil=pupil, holder=old_clb, table=CLB_PLAN, day=timezone.localdate())
-        handovers.append(_create(enrolment, HandoverKind.CLB, old_clb, new_clb, plan, now, effective))
-    ids = [h.pk for h in handovers]
-    if ids:
-        from exchange.tasks import handover_advance, handover_notify
+def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handover]:
+    """T-CLB-1 / T-SCH-1 for a batch of saved enrolments: plan, freeze, notify, audit, in bulk.
 
-        def enqueue() -> None:
-            for handover_id in ids:
-                handover_notify.delay(str(handover_id))
-                handover_advance.delay(str(handover_id))
-
-        transaction.on_commit(enqueue)
-        # Effective now: the mandatory part moves at once, in this transaction (T-CLB-4, T-SCH-2).
-        due = [h for h in handovers if h.effective_at <= now]
-        if due:
-            _grant_mandatory(due, now)
-    return handovers
-
-
-def _create(
-    enrolment: Enrolment,
-    kind: str,
-    from_org: Organisation,
-    to_org: Organisation,
-    plan: list[tuple[PupilItem, bool, str]],
-    now: datetime,
-    effective: datetime,
-) -> Handover:
-    handover = Handover.objects.create(
-        pupil=enrolment.pupil,
-        enrolment=enrolment,
-        kind=kind,
-        from_organisation=from_org,
-        to_organisation=to_org,
-        planned_at=now,
-        effective_at=effective,
-        objection_deadline=max(objection_deadline_for(from_org, now), effective),
-    )
-    HandoverItem.objects.bulk_create(
-        [HandoverItem(handover=handover, item=item, mandatory=mandatory, rule=rule) for item, mandatory, rule in plan]
-    )
-    note = _("%(n)s items planned; objection possible until %(d)s") % {
-        "n": len(plan),
-        "d": timezone.localtime(handover.objection_deadline).strftime("%d/%m/%Y %H:%M"),
-    }
-    HandoverEvent.objects.create(handover=handover, at=now, state=HandoverState.PLANNED, note=note)
-    Notice.objects.bulk_create(_notices(handover))
-    Outbox.objects.bulk_create(
-        [
-            Outbox(topic="handover.notify", object_id=handover.pk),
-            Outbox(topic="handover.advance", object_id=handover.pk),
-        ]
-    )
-    from permissions.audit import audit_append
+    The same rules as one by one (``handover_plan_for_enrolment`` calls this with one enrolment);
+    reads and writes are set-based, so a September wave costs a few statements per batch.
+    """
+    from permissions.audit import EventSpec, audit_append_many
     from permissions.models import AuditAction, AuditOutcome
 
-    audit_append(
-        action=AuditAction.TRANSFER,
-        outcome=AuditOutcome.ALLOWED,
-        organisation_id=from_org.pk,
-        pupil_id=enrolment.pupil_id,
-        purpose=f"{kind} handover planned to {to_org.name}",
-        legal_basis="T-CLB-1" if kind == HandoverKind.CLB else "T-SCH-1",
-    )
-    return handover
+    if not enrolments:
+        return []
+    now = timezone.now()
+    day = timezone.localdate(now)
+    context = _context(enrolments, day)
+    # (enrolment, kind, from, to, effective, table) per handover to plan
+    wanted: list[tuple[Enrolment, str, Organisation, Organisation, datetime, dict[str, tuple[bool, str]]]] = []
+    for enrolment in enrolments:
+        effective = effective_at_for(enrolment, now)
+        old_school = context.previous_school(enrolment)
+        if old_school is not None:
+            wanted.append((enrolment, HandoverKind.SCHOOL, old_school, enrolment.school, effective, SCHOOL_PLAN))
+        dossier_clb = context.dossier_clb.get(enrolment.pupil_id)
+        old_clb: Organisation | None
+        if dossier_clb is not None:
+            old_clb = context.organisations[dossier_clb]
+        else:
+            old_clb = context.clb_of(old_school.pk, day) if old_school is not None else None
+        new_clb = context.clb_of(enrolment.school_id, timezone.localdate(effective))
+        if old_clb is not None and new_clb is not None and old_clb.pk != new_clb.pk:
+            wanted.append((enrolment, HandoverKind.CLB, old_clb, new_clb, effective, CLB_PLAN))
+    if not wanted:
+        return []
+    plans = _plan_rows([(e.pupil_id, from_org.pk, table) for e, _k, from_org, _t, _e, table in wanted], day)
+    handovers: list[Handover] = []
+    rows: list[HandoverItem] = []
+    events: list[HandoverEvent] = []
+    outbox: list[Outbox] = []
+    audit: list[EventSpec] = []
+    for enrolment, kind, from_org, to_org, effective, _table in wanted:
+        handover = Handover(
+            pupil=enrolment.pupil,
+            enrolment=enrolment,
+            kind=kind,
+            from_organisation=from_org,
+            to_organisation=to_org,
+            planned_at=now,
+            effective_at=effective,
+            objection_deadline=max(objection_deadline_for(from_org, now), effective),
+        )
+        handovers.append(handover)
+        plan = plans[(enrolment.pupil_id, from_org.pk)]
+        rows += [HandoverItem(handover=handover, item=item, mandatory=m, rule=rule) for item, m, rule in plan]
+        note = _("%(n)s items planned; objection possible until %(d)s") % {
+            "n": len(plan),
+            "d": timezone.localtime(handover.objection_deadline).strftime("%d/%m/%Y %H:%M"),
+        }
+        events.append(_event(handover, HandoverState.PLANNED, note, now))
+        outbox.append(Outbox(topic="handover.notify", object_id=handover.pk))
+        audit.append(
+            EventSpec(
+                action=AuditAction.TRANSFER,
+                outcome=AuditOutcome.ALLOWED,
+                organisation_id=from_org.pk,
+                pupil_id=enrolment.pupil_id,
+                purpose=f"{kind} handover planned to {to_org.name}",
+                legal_basis="T-CLB-1" if kind == HandoverKind.CLB else "T-SCH-1",
+            )
+        )
+    Handover.objects.bulk_create(handovers, batch_size=1000)
+    HandoverItem.objects.bulk_create(rows, batch_size=2000)
+    HandoverEvent.objects.bulk_create(events, batch_size=2000)
+    Notice.objects.bulk_create(_notices_for(handovers, day), batch_size=2000)
+    Outbox.objects.bulk_create(outbox, batch_size=2000)
+    audit_append_many(events=audit)
+    # The notices go out after commit, NOTIFY_CHUNK handovers per task; the outbox rows let the
+    # sweeper re-send what a lost message left behind. Nothing else needs a message: the sweeper
+    # moves each handover when its deadline column says so.
+    ids = [str(h.pk) for h in handovers]
+    transaction.on_commit(lambda: notify_enqueue(ids))
+    # Effective now: the mandatory part moves at once, in this transaction (T-CLB-4, T-SCH-2).
+    due = [h for h in handovers if h.effective_at <= now]
+    if due:
+        _grant_mandatory(due, now)
+    return handovers
 
 
 def _specs(handovers: list[Handover], *, mandatory: bool, basis: str) -> list[Any]:
@@ -254,9 +338,12 @@ def _grant_mandatory(handovers: list[Handover], now: datetime) -> None:
     from permissions.models import Basis
 
     grants_create(specs=_specs(handovers, mandatory=True, basis=Basis.MANDATORY_TRANSFER), purpose="handover")
+    moving_dossiers: dict[Any, list[Any]] = defaultdict(list)
     for handover in handovers:
         if handover.kind == HandoverKind.CLB:
-            ClbDossier.objects.filter(pupil_id=handover.pupil_id).update(clb=handover.to_organisation)
+            moving_dossiers[handover.to_organisation_id].append(handover.pupil_id)
+    for clb_id, pupil_ids in moving_dossiers.items():
+        ClbDossier.objects.filter(pupil_id__in=pupil_ids).update(clb_id=clb_id)
     Handover.objects.filter(pk__in=[h.pk for h in handovers], state=HandoverState.PLANNED).update(
         state=HandoverState.WAITING, mandatory_granted_at=now
     )
@@ -435,10 +522,20 @@ def handover_notify(*, handover_id: Any) -> int:
     return sent
 
 
+NOTIFY_CHUNK = 100
+
+
+def notify_enqueue(handover_ids: list[str]) -> None:
+    """Publish the notice tasks of these handovers, NOTIFY_CHUNK ids per message (ids only)."""
+    from exchange.tasks import handover_notify_many
+
+    for first in range(0, len(handover_ids), NOTIFY_CHUNK):
+        handover_notify_many.delay(handover_ids[first : first + NOTIFY_CHUNK])
+
+
 def outbox_resend(*, older_than: timedelta, now: datetime | None = None) -> int:
     """Re-enqueue outbox messages a lost broker message left unprocessed (tasks are idempotent)."""
     from exchange.tasks import handover_advance as advance_task
-    from exchange.tasks import handover_notify as notify_task
 
     now = now or timezone.now()
     pending = list(
@@ -446,9 +543,10 @@ def outbox_resend(*, older_than: timedelta, now: datetime | None = None) -> int:
             "topic", "object_id"
         )[:1000]
     )
+    notify_enqueue([str(object_id) for topic, object_id in pending if topic == "handover.notify"])
     for topic, object_id in pending:
-        task = notify_task if topic == "handover.notify" else advance_task
-        task.delay(str(object_id))
+        if topic == "handover.advance":  # rows written before planning stopped sending these
+            advance_task.delay(str(object_id))
     return len(pending)
 
 

@@ -201,12 +201,15 @@ def enrolment_register(
     school_year: str | None = None,
     registered_by: User | None = None,
     ends_previous: bool = False,
+    plan_handovers: bool = True,
 ) -> Enrolment:
     """Enrol a pupil at a school; at most one enrolment per pupil and level at a time.
 
     With ``ends_previous`` (a school change registered by the new school), an open enrolment at
     another school that started earlier ends the day before this one starts. The handovers the
-    change triggers are planned in the same transaction (T-CLB-1, T-SCH-1).
+    change triggers are planned in the same transaction (T-CLB-1, T-SCH-1); a bulk import passes
+    ``plan_handovers=False`` and plans its batch with ``handover_plan_for_enrolments`` before the
+    batch's transaction commits.
     """
     enrolment = Enrolment(
         pupil=pupil,
@@ -259,7 +262,8 @@ def enrolment_register(
     from permissions.grants import enrolment_grants_sync
 
     enrolment_grants_sync(pupil_id=pupil.pk, created_by=registered_by)
-    handover_plan_for_enrolment(enrolment=enrolment)
+    if plan_handovers:
+        handover_plan_for_enrolment(enrolment=enrolment)
     return enrolment
 
 

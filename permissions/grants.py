@@ -32,7 +32,7 @@ from exchange.models import (
     PupilItemUserObjectPermission,
     WrappedKey,
 )
-from permissions.audit import EventSpec, audit_append, audit_append_many
+from permissions.audit import EventSpec, audit_append_many
 from permissions.models import NO_SOURCE, AuditAction, AuditOutcome, Grant
 from permissions.policy import roles_reading
 
@@ -51,6 +51,19 @@ def role_group_name(organisation_id: uuid.UUID, role: str) -> str:
 def role_group(*, organisation_id: uuid.UUID, role: str) -> Group:
     group, _created = Group.objects.get_or_create(name=role_group_name(organisation_id, role))
     return group
+
+
+def role_group_ids(keys: Iterable[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], int]:
+    """The group id of every (organisation, role), created where missing: two queries for any number."""
+    names = {role_group_name(organisation_id, role): (organisation_id, role) for organisation_id, role in set(keys)}
+    if not names:
+        return {}
+    found = dict(Group.objects.filter(name__in=list(names)).values_list("name", "pk"))
+    missing = [name for name in names if name not in found]
+    if missing:
+        Group.objects.bulk_create([Group(name=name) for name in missing], ignore_conflicts=True)
+        found.update(Group.objects.filter(name__in=missing).values_list("name", "pk"))
+    return {key: found[name] for name, key in names.items()}
 
 
 def membership_groups_sync(*, user: Any) -> None:
@@ -186,23 +199,36 @@ def grants_revoke(*, grants: QuerySet[Grant], revoked_by: Any = None, purpose: s
     Grant.objects.filter(pk__in=[g.pk for g in revoked]).update(revoked_at=now, revoked_by=revoked_by)
     items = list({g.item_id: g.item for g in revoked}.values())
     still = set(Grant.objects.filter(item__in=items, revoked_at__isnull=True).values_list("item_id", "organisation_id"))
-    for grant in revoked:
-        if (grant.item_id, grant.organisation_id) not in still and grant.organisation_id != grant.item.holder_id:
-            WrappedKey.objects.filter(
-                item_version__item_id=grant.item_id, organisation_id=grant.organisation_id
-            ).delete()
+    unwrap = sorted(
+        {
+            (g.item_id, g.organisation_id)
+            for g in revoked
+            if (g.item_id, g.organisation_id) not in still and g.organisation_id != g.item.holder_id
+        },
+        key=str,
+    )
+    for first in range(0, len(unwrap), 500):
+        condition = Q()
+        for item_id, organisation_id in unwrap[first : first + 500]:
+            condition |= Q(item_version__item_id=item_id, organisation_id=organisation_id)
+        WrappedKey.objects.filter(condition).delete()
     projection_sync(items=items)
-    for grant in revoked:
-        audit_append(
-            action=AuditAction.REVOKE,
-            outcome=AuditOutcome.ALLOWED,
-            actor=revoked_by,
-            organisation_id=grant.organisation_id,
-            pupil_id=grant.item.pupil_id,
-            item_id=grant.item_id,
-            purpose=purpose or grant.basis,
-            legal_basis=grant.rule,
-        )
+    actor_id = revoked_by.pk if revoked_by is not None and getattr(revoked_by, "is_authenticated", False) else None
+    audit_append_many(
+        events=[
+            EventSpec(
+                action=AuditAction.REVOKE,
+                outcome=AuditOutcome.ALLOWED,
+                actor_id=actor_id,
+                organisation_id=g.organisation_id,
+                pupil_id=g.item.pupil_id,
+                item_id=g.item_id,
+                purpose=purpose or g.basis,
+                legal_basis=g.rule,
+            )
+            for g in revoked
+        ]
+    )
     return len(revoked)
 
 
@@ -214,22 +240,20 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
     users: set[tuple[uuid.UUID, int]] = set()
     # Future grants (an enrolment from 1 September, T-CLB-5) are projected already; the access
     # check enforces ``valid_from`` in SQL, so the projection never has to wait for a clock.
-    group_ids: dict[tuple[uuid.UUID, str], int] = {}
     grants = (
         Grant.objects.filter(item__in=items, revoked_at__isnull=True)
         .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=timezone.now()))
-        .select_related("organisation")
+        .values_list("item_id", "user_id", "organisation_id", "organisation__kind", "basis")
     )
-    for grant in grants:
-        item = by_id[grant.item_id]
-        if grant.user_id is not None:
-            users.add((item.pk, grant.user_id))
+    wanted: list[tuple[uuid.UUID, tuple[uuid.UUID, str]]] = []
+    for item_id, user_id, organisation_id, kind, basis in grants:
+        if user_id is not None:
+            users.add((item_id, user_id))
             continue
-        for role in roles_reading(reader_kind=grant.organisation.kind, basis=grant.basis, category=item.category):
-            key = (grant.organisation_id, role)
-            if key not in group_ids:
-                group_ids[key] = role_group(organisation_id=grant.organisation_id, role=role).pk
-            groups.add((item.pk, group_ids[key]))
+        for role in roles_reading(reader_kind=kind, basis=basis, category=by_id[item_id].category):
+            wanted.append((item_id, (organisation_id, role)))
+    group_ids = role_group_ids(key for _item_id, key in wanted)
+    groups.update((item_id, group_ids[key]) for item_id, key in wanted)
     return groups, users
 
 
@@ -249,21 +273,26 @@ def actual_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.UUI
     return groups, users
 
 
+def _delete_pairs(model: Any, column: str, pairs: set[tuple[uuid.UUID, int]], perm: int) -> int:
+    """Delete the guardian rows of (item, group or user) pairs, a few hundred pairs per statement."""
+    removed = 0
+    ordered = sorted(pairs, key=str)
+    for first in range(0, len(ordered), 500):
+        condition = Q()
+        for item_id, other_id in ordered[first : first + 500]:
+            condition |= Q(content_object_id=item_id, **{column: other_id})
+        removed += model.objects.filter(condition, permission_id=perm).delete()[0]
+    return removed
+
+
 def projection_sync(*, items: Iterable[PupilItem]) -> tuple[int, int]:
     """Make the guardian rows of ``items`` equal to what the ledger implies; returns (added, removed)."""
     items = list(items)
     perm = view_permission_id()
     want_groups, want_users = expected_projection(items=items)
     have_groups, have_users = actual_projection(items=items)
-    removed = 0
-    for item_id, group_id in have_groups - want_groups:
-        removed += PupilItemGroupObjectPermission.objects.filter(
-            content_object_id=item_id, group_id=group_id, permission_id=perm
-        ).delete()[0]
-    for item_id, user_id in have_users - want_users:
-        removed += PupilItemUserObjectPermission.objects.filter(
-            content_object_id=item_id, user_id=user_id, permission_id=perm
-        ).delete()[0]
+    removed = _delete_pairs(PupilItemGroupObjectPermission, "group_id", have_groups - want_groups, perm)
+    removed += _delete_pairs(PupilItemUserObjectPermission, "user_id", have_users - want_users, perm)
     PupilItemGroupObjectPermission.objects.bulk_create(
         [
             PupilItemGroupObjectPermission(content_object_id=i, group_id=g, permission_id=perm)

@@ -9,6 +9,7 @@ test are all generated from this table; nothing else decides.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from exchange.models import Category, OrganisationKind, Role
@@ -261,8 +262,11 @@ def rules_for(*, reader_kind: str, role: str, action: str) -> list[PolicyRule]:
     return [r for r in POLICY if r.reader_kind == reader_kind and role in r.roles and r.action == action]
 
 
+@functools.cache
 def roles_reading(*, reader_kind: str, basis: str, category: str) -> frozenset[str]:
-    """Roles of an organisation that can read a category on a basis (for the guardian projection)."""
+    """Roles of an organisation that can read a category on a basis (for the guardian projection).
+
+    ``POLICY`` is an immutable tuple, so the answer is cached per (kind, basis, category)."""
     roles: set[str] = set()
     for rule in POLICY:
         if (

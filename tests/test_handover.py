@@ -82,7 +82,7 @@ def move_lotte_to_b(world, django_capture_on_commit_callbacks):
             format="json",
         )
     assert response.status_code == 201, response.content
-    assert len(callbacks) == 1  # notify + advance are enqueued after commit (ids only)
+    assert len(callbacks) == 1  # the notices are enqueued after commit (ids only)
     return {h.kind: h for h in Handover.objects.filter(pupil=world.lotte)}
 
 
@@ -287,3 +287,29 @@ def test_bad_objection_input_is_a_clear_400(world, lotte_file, django_capture_on
     )
     assert bad_letter.status_code == 400
     assert "file" in bad_letter.json()["error"]["fields"]
+
+
+def test_notices_go_out_in_batches_once_and_a_lost_message_is_resent(
+    world, lotte_file, django_capture_on_commit_callbacks
+):
+    """T-CLB-2: every planned handover's notice is e-mailed once, by a task that takes ids only;
+    an outbox row left unprocessed (a lost message) is picked up again by the sweeper."""
+    from exchange import tasks
+    from exchange.models import Outbox
+
+    world.users["lotte"].email = "lotte@example.org"
+    world.users["lotte"].save()
+    world.users["parent_lotte"].email = "an@example.org"
+    world.users["parent_lotte"].save()
+    handovers = move_lotte_to_b(world, django_capture_on_commit_callbacks)
+    ids = [str(h.pk) for h in handovers.values()]
+    pending = Outbox.objects.filter(topic="handover.notify", processed_at__isnull=True)
+    assert set(pending.values_list("object_id", flat=True)) == {h.pk for h in handovers.values()}
+    # Lost message: after five minutes the sweeper re-publishes the pending rows.
+    later = timezone.now() + timedelta(minutes=6)
+    assert handover.outbox_resend(older_than=timedelta(minutes=5), now=later) == 2
+    assert tasks.handover_notify_many(ids) == 2  # Lotte (CLB matter) and her parent (school data)
+    assert sorted(m.to[0] for m in mail.outbox) == ["an@example.org", "lotte@example.org"]
+    assert tasks.handover_notify_many(ids) == 0  # safe to run twice
+    assert not pending.exists()
+    assert handover.outbox_resend(older_than=timedelta(minutes=5), now=later) == 0
