@@ -641,6 +641,16 @@ class ProfileResult:
     plan_only_s: float
 
 
+def _dump(profiler: cProfile.Profile, phase: str) -> None:
+    """With ``LP_BENCH_PROFILE_DIR`` set, keep the raw profile (``<dir>/<phase>.prof``, for pstats/snakeviz)."""
+    import os
+
+    directory = os.environ.get("LP_BENCH_PROFILE_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(str(Path(directory) / f"{phase}.prof"))
+
+
 def run_profile(*, size: int, extra: int) -> ProfileResult:
     """cProfile each phase (planning, mandatory, execution) and count its SQL queries.
 
@@ -666,6 +676,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
         seconds["planning"] = time.perf_counter() - started
     tables["planning"], queries["planning"] = _top(profiler), counter.count
     tables["planning:product"] = _top(profiler, product_only=True)
+    _dump(profiler, "planning")
     del enrolments
 
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
@@ -680,6 +691,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
             seconds[phase] = time.perf_counter() - started
         tables[phase], queries[phase] = _top(profiler), counter.count
         tables[f"{phase}:product"] = _top(profiler, product_only=True)
+        _dump(profiler, phase)
         say(f"profiled {phase}: {seconds[phase]:.1f} s, {counter.count:,} queries")
 
     service_s, plan_only_s = _service_sample(extra)
