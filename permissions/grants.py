@@ -33,6 +33,7 @@ from exchange.models import (
     WrappedKey,
 )
 from permissions.audit import EventSpec, audit_append_many
+from permissions.bulk import insert_rows
 from permissions.models import NO_SOURCE, AuditAction, AuditOutcome, Grant
 from permissions.policy import roles_reading
 
@@ -102,75 +103,107 @@ class GrantSpec:
 def _ensure_wraps(*, items: list[PupilItem], organisation_ids: dict[uuid.UUID, set[uuid.UUID]]) -> None:
     """Wrap every version's DEK of each item for the organisations that need it, in bulk."""
     keyring = keyring_from_settings()
-    versions = list(ItemVersion.objects.filter(item__in=items).select_related("item"))
+    versions = list(ItemVersion.objects.filter(item__in=items).values_list("pk", "item_id", "version"))
+    version_ids = [pk for pk, _item_id, _version in versions]
     existing = set(
-        WrappedKey.objects.filter(item_version__in=versions).values_list("item_version_id", "organisation_id")
+        WrappedKey.objects.filter(item_version_id__in=version_ids).values_list("item_version_id", "organisation_id")
     )
     # Any wrap of the version unwraps its DEK: take the holder's.
     holder_wraps = {
-        w.item_version_id: w
-        for w in WrappedKey.objects.filter(item_version__in=versions, organisation_id__in={i.holder_id for i in items})
+        version_id: (organisation_id, kek_version, wrapped)
+        for version_id, organisation_id, kek_version, wrapped in WrappedKey.objects.filter(
+            item_version_id__in=version_ids, organisation_id__in={i.holder_id for i in items}
+        ).values_list("item_version_id", "organisation_id", "kek_version", "wrapped_dek")
     }
+    now = timezone.now()
     new = []
-    for version in versions:
-        wanted = organisation_ids.get(version.item_id, set())
-        missing = [org for org in wanted if (version.id, org) not in existing]
+    for version_id, item_id, number in versions:
+        wanted = organisation_ids.get(item_id, set())
+        missing = [org for org in wanted if (version_id, org) not in existing]
         if not missing:
             continue
-        source = holder_wraps.get(version.id)
+        source = holder_wraps.get(version_id)
         if source is None:
             continue  # shredded or never wrapped: a grant without a key cannot decrypt
+        source_org, source_kek_version, source_wrapped = source
         dek = keyring.unwrap(
-            org_id=str(source.organisation_id),
-            kek_version=source.kek_version,
-            wrapped=bytes(source.wrapped_dek),
-            aad=version_wrap_aad(
-                item_id=version.item_id, version=version.version, organisation_id=source.organisation_id
-            ),
+            org_id=str(source_org),
+            kek_version=source_kek_version,
+            wrapped=bytes(source_wrapped),
+            aad=version_wrap_aad(item_id=item_id, version=number, organisation_id=source_org),
         )
         for org in missing:
             kek_version, wrapped = keyring.wrap(
                 org_id=str(org),
                 dek=dek,
-                aad=version_wrap_aad(item_id=version.item_id, version=version.version, organisation_id=org),
+                aad=version_wrap_aad(item_id=item_id, version=number, organisation_id=org),
             )
-            new.append(
-                WrappedKey(item_version=version, organisation_id=org, kek_version=kek_version, wrapped_dek=wrapped)
-            )
-    WrappedKey.objects.bulk_create(new, ignore_conflicts=True)
+            new.append((version_id, org, kek_version, wrapped, now))
+    insert_rows(
+        WrappedKey,
+        ("item_version", "organisation", "kek_version", "wrapped_dek", "created_at"),
+        new,
+        ignore_conflicts=True,
+    )
+
+
+def _user_id(user: Any) -> int | None:
+    return user.pk if user is not None and getattr(user, "is_authenticated", False) else None
 
 
 @transaction.atomic
-def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose: str = "") -> list[Grant]:
-    """Create grants in bulk, wrap keys for the grantees, project to guardian, audit. Idempotent."""
+def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose: str = "") -> int:
+    """Create grants in bulk, wrap keys for the grantees, project to guardian, audit. Idempotent.
+
+    Returns the number of specs; a spec whose active grant exists already changes nothing.
+    """
     specs = list(specs)
     if not specs:
-        return []
+        return 0
     now = timezone.now()
-    rows = [
-        Grant(
-            item=s.item,
-            organisation=s.organisation,
-            user=s.user,
-            basis=s.basis,
-            rule=s.rule,
-            source_type=s.source_type,
-            source_id=s.source_id,
-            valid_from=s.valid_from or now,
-            valid_until=s.valid_until,
-            created_by=created_by,
-        )
-        for s in specs
-    ]
+    actor_id = _user_id(created_by)
     # Unique constraints on active grants make a duplicate impossible; a repeat is a no-op.
-    Grant.objects.bulk_create(rows, ignore_conflicts=True)
+    insert_rows(
+        Grant,
+        (
+            "id",
+            "item",
+            "organisation",
+            "user",
+            "basis",
+            "rule",
+            "source_type",
+            "source_id",
+            "valid_from",
+            "valid_until",
+            "created_by",
+            "created_at",
+        ),
+        [
+            (
+                uuid.uuid4(),
+                s.item.pk,
+                s.organisation.pk,
+                s.user.pk if s.user is not None else None,
+                s.basis,
+                s.rule,
+                s.source_type,
+                s.source_id,
+                s.valid_from or now,
+                s.valid_until,
+                actor_id,
+                now,
+            )
+            for s in specs
+        ],
+        ignore_conflicts=True,
+    )
     items = list({s.item.pk: s.item for s in specs}.values())
     needed: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
     for s in specs:
         needed[s.item.pk].add(s.organisation.pk)
     _ensure_wraps(items=items, organisation_ids=needed)
     projection_sync(items=items)
-    actor_id = created_by.pk if created_by is not None and getattr(created_by, "is_authenticated", False) else None
     audit_append_many(
         events=[
             EventSpec(
@@ -186,7 +219,7 @@ def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose
             for s in specs
         ]
     )
-    return rows
+    return len(specs)
 
 
 @transaction.atomic
@@ -293,18 +326,16 @@ def projection_sync(*, items: Iterable[PupilItem]) -> tuple[int, int]:
     have_groups, have_users = actual_projection(items=items)
     removed = _delete_pairs(PupilItemGroupObjectPermission, "group_id", have_groups - want_groups, perm)
     removed += _delete_pairs(PupilItemUserObjectPermission, "user_id", have_users - want_users, perm)
-    PupilItemGroupObjectPermission.objects.bulk_create(
-        [
-            PupilItemGroupObjectPermission(content_object_id=i, group_id=g, permission_id=perm)
-            for i, g in want_groups - have_groups
-        ],
+    insert_rows(
+        PupilItemGroupObjectPermission,
+        ("content_object", "group", "permission"),
+        [(i, g, perm) for i, g in want_groups - have_groups],
         ignore_conflicts=True,
     )
-    PupilItemUserObjectPermission.objects.bulk_create(
-        [
-            PupilItemUserObjectPermission(content_object_id=i, user_id=u, permission_id=perm)
-            for i, u in want_users - have_users
-        ],
+    insert_rows(
+        PupilItemUserObjectPermission,
+        ("content_object", "user", "permission"),
+        [(i, u, perm) for i, u in want_users - have_users],
         ignore_conflicts=True,
     )
     return len(want_groups - have_groups) + len(want_users - have_users), removed
