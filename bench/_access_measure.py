@@ -233,7 +233,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
     from guardian.shortcuts import get_objects_for_user
 
     from exchange.models import PupilItem
-    from permissions.access import _conditions, _guardian_condition, item_get_for_user, item_list_for_user
+    from permissions.access import _decide, item_get_for_user, item_list_for_user
     from permissions.models import AuditEvent
     from permissions.policy import READ
 
@@ -246,15 +246,11 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         return get_objects_for_user(user, "exchange.view_pupilitem", klass=PupilItem, accept_global_perms=False)
 
     def decide_without_audit(user: Any, item_id: uuid.UUID) -> str:
-        """What ``item_get_for_user(action="read")`` queries, without the audit append."""
-        item = PupilItem.objects.filter(pk=item_id, shredded_at__isnull=True).select_related("holder").first()
-        if item is None:
+        """What ``item_get_for_user(action="read")`` queries (``_decide``), without the audit append."""
+        decision = _decide(user=user, item_id=item_id, action=READ)
+        if decision is None or decision.branch is None:
             raise LookupError(item_id)
-        for _membership, rule, condition in _conditions(user=user, action=READ):
-            candidates = PupilItem.objects.filter(pk=item.pk).filter(condition).filter(_guardian_condition(user))
-            if candidates.exists():
-                return rule.rule
-        raise LookupError(item_id)
+        return decision.branch.rule.rule
 
     out: dict[str, Any] = {"users": {}, "explain": {}}
     for key, info in loaded["users"].items():

@@ -303,8 +303,8 @@ def render(
         *_list_table(measured, "all_items", "rows_all", plan.reps),
         "",
         '**Audit on a read**: `item_get_for_user(action="read")` (appends one hash-chained event) against '
-        "the same decision without the append (the item query, the membership query and the same per-rule "
-        "`.exists()` queries, via `_conditions` / `_guardian_condition`), rotating over the visible items of "
+        "the same decision without the append (`permissions.access._decide`: the membership query and the one "
+        "statement that reads the item and which membership and rule allow it), rotating over the visible items of "
         "the same pupils (ms):",
         "",
         "| user | with audit p50 / p95 | without audit p50 / p95 | overhead p50 | overhead p95 "

@@ -1,0 +1,277 @@
+"""The compiled access check at its edges (ACC-4, S-0, S-3, S-4, T-CLB-5, T-SCH-2, RET-1, ACC-5).
+
+``permissions.access`` writes the policy table as hand-built SQL. These tests pin the edges that
+SQL must keep: grant windows (future, expired, revoked), user-level grants, health items,
+involvement, teaching, shields, the guardian projection, several memberships, shredding, use as
+a subquery, and that ids are bound parameters. Each result is compared with the independent
+in-Python reading of the policy table of the authorization-matrix test.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, connections, transaction
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from exchange import files, services
+from exchange.models import Category, ItemKind, PupilItem, PupilItemGroupObjectPermission, Role
+from permissions.access import Action, item_get_for_user, item_list_for_user
+from permissions.audit import audit_append, audit_verify
+from permissions.grants import GrantSpec, grants_create, grants_revoke, view_permission_id
+from permissions.models import AuditEvent, AuditHead, AuditOutcome, Basis, Grant, Shield
+from permissions.policy import READ, WRITE
+from permissions.services import item_pass_to_teacher, item_shield
+from tests.factories import UserFactory
+from tests.test_authorization_matrix import PERSONAS, expected_readable
+
+pytestmark = pytest.mark.django_db
+
+
+def _item(world: Any, holder: str, category: str, kind: str = ItemKind.NOTE) -> PupilItem:
+    report = kind in (ItemKind.VERSLAG, ItemKind.GEMOTIVEERD_VERSLAG)
+    return files.item_create(
+        pupil=world.lotte,
+        holder=world.orgs[holder],
+        category=category,
+        kind=kind,
+        title="t",
+        body="b",
+        report_type="type 9" if report else "",
+        report_valid_from=timezone.localdate() if report else None,
+    )
+
+
+def _listed(user: Any, item: PupilItem) -> bool:
+    return item_list_for_user(user=user, pupil_id=item.pupil_id).filter(pk=item.pk).exists()
+
+
+def _gets(user: Any, item: PupilItem, action: str = READ) -> bool:
+    try:
+        item_get_for_user(user=user, item_id=item.pk, action=action)
+    except NotFound:
+        return False
+    return True
+
+
+def _agrees(user: Any, item: PupilItem, expected: bool) -> None:
+    """List, list without a pupil, single read and the independent reading all say ``expected``."""
+    assert expected_readable(user, item) is expected
+    assert _listed(user, item) is expected
+    assert item_list_for_user(user=user).filter(pk=item.pk).exists() is expected
+    assert _gets(user, item) is expected
+
+
+def test_s0_grant_window_future_expired_and_revoked(world) -> None:
+    """S-0/T-CLB-5/S-4: only a grant active now counts, whatever the guardian projection says."""
+    care_b = world.users["care_b"]
+    verslag = _item(world, "X", Category.REPORT, ItemKind.VERSLAG)
+    _agrees(care_b, verslag, expected=False)  # S-0: no relation with school B
+    now = timezone.now()
+    grant = {"item": verslag, "organisation": world.orgs["B"], "basis": Basis.ENROLMENT, "rule": "T-SCH-2"}
+    grants_create(specs=[GrantSpec(**grant, valid_from=now + timedelta(days=30))])  # T-CLB-5: not yet
+    _agrees(care_b, verslag, expected=False)
+    Grant.objects.filter(item=verslag, organisation=world.orgs["B"]).update(
+        valid_from=now - timedelta(days=30), valid_until=now - timedelta(days=1)
+    )
+    _agrees(care_b, verslag, expected=False)  # expired
+    Grant.objects.filter(item=verslag, organisation=world.orgs["B"]).update(valid_until=now + timedelta(days=1))
+    _agrees(care_b, verslag, expected=True)  # T-SCH-2: active
+    grants_revoke(grants=Grant.objects.filter(item=verslag, organisation=world.orgs["B"]))
+    _agrees(care_b, verslag, expected=False)  # S-4: revoked from that moment
+
+
+def test_s3_user_level_grants_count_only_for_the_named_user_and_rule(world) -> None:
+    """S-3: a teacher share names one teacher; an organisation-level rule ignores user-level grants."""
+    career = _item(world, "A", Category.CAREER, ItemKind.DOCUMENT)
+    teacher, other = world.users["teacher_lotte"], world.users["teacher_other"]
+    _agrees(teacher, career, expected=False)
+    item_pass_to_teacher(item=career, school=world.orgs["A"], teacher=teacher, passed_by=world.users["care_a"])
+    _agrees(teacher, career, expected=True)
+    _agrees(other, career, expected=False)  # the grant names teacher_lotte, not every teacher
+    # A user-level holder grant at school B does not satisfy T-SCH-1, which needs an organisation grant.
+    grants_create(
+        specs=[
+            GrantSpec(
+                item=career,
+                organisation=world.orgs["B"],
+                basis=Basis.HOLDER,
+                rule="T-SCH-1",
+                user=world.users["care_b"],
+            )
+        ]
+    )
+    _agrees(world.users["care_b"], career, expected=False)
+
+
+def test_s3_teacher_share_needs_current_teaching(world) -> None:
+    """S-3: when the teaching assignment ends, the share no longer opens the item."""
+    career = _item(world, "A", Category.CAREER, ItemKind.DOCUMENT)
+    teacher = world.users["teacher_lotte"]
+    item_pass_to_teacher(item=career, school=world.orgs["A"], teacher=teacher, passed_by=world.users["care_a"])
+    _agrees(teacher, career, expected=True)
+    teacher.teaching.update(ended_at=timezone.now())
+    _agrees(teacher, career, expected=False)
+
+
+def test_acc4_health_involvement_and_shield(world) -> None:
+    """ACC-4: health data for medical staff only; the MDD for involved staff; a shield hides one item."""
+    medical = _item(world, "X", Category.MEDICAL)
+    guidance = _item(world, "X", Category.GUIDANCE)
+    worker, other, doctor = world.users["worker_x"], world.users["worker_x_other"], world.users["doctor_x"]
+    _agrees(worker, medical, expected=False)
+    _agrees(doctor, medical, expected=True)
+    _agrees(worker, guidance, expected=True)
+    _agrees(other, guidance, expected=False)  # not involved
+    _agrees(doctor, guidance, expected=False)  # medical staff, but not involved
+    item_shield(item=guidance, user=worker, recorded_by=world.users["director_x"])
+    _agrees(worker, guidance, expected=False)
+    assert Shield.objects.filter(item=guidance).count() == 1
+
+
+def test_guardian_projection_is_still_enforced_for_reads(world) -> None:
+    """The ledger alone is not enough for a read: the guardian projection must agree (and vice versa)."""
+    verslag = _item(world, "A", Category.REPORT, ItemKind.VERSLAG)
+    care = world.users["care_a"]
+    assert _listed(care, verslag)
+    assert _gets(care, verslag)
+    PupilItemGroupObjectPermission.objects.filter(content_object=verslag, permission_id=view_permission_id()).delete()
+    assert not _listed(care, verslag)
+    assert not item_list_for_user(user=care).filter(pk=verslag.pk).exists()
+    assert not _gets(care, verslag)
+    # The projection is by the user's own groups: another member's role group does not count.
+    career = _item(world, "A", Category.CAREER, ItemKind.DOCUMENT)
+    colleague = UserFactory(username="care_a_colleague")
+    services.membership_grant(user=colleague, organisation=world.orgs["A"], role=Role.CARE_TEAM)
+    assert _listed(care, career)
+    assert _listed(colleague, career)
+    care.groups.clear()
+    assert not _listed(care, career)
+    assert not _gets(care, career)
+    # Writing is decided by the ledger and the policy alone, as before.
+    assert item_list_for_user(user=care, pupil_id=verslag.pupil_id, action=WRITE).filter(pk=verslag.pk).exists()
+    assert _gets(care, verslag, WRITE)
+
+
+def test_several_memberships_union_and_the_rule_that_allowed(world) -> None:
+    """A user in two organisations sees the union, and a read names the membership and rule that allowed it."""
+    user = world.users["care_a"]
+    services.membership_grant(user=user, organisation=world.orgs["X"], role=Role.CLB_MEDICAL)
+    school = _item(world, "A", Category.DISCIPLINE)
+    vaccination = _item(world, "X", Category.VACCINATION, ItemKind.RECORD)
+    guidance = _item(world, "X", Category.GUIDANCE)
+    _agrees(user, school, expected=True)
+    _agrees(user, vaccination, expected=True)
+    _agrees(user, guidance, expected=False)  # medical staff of X, but not involved
+    access = item_get_for_user(user=user, item_id=vaccination.pk, action=READ)
+    assert (access.organisation, access.membership.role, access.rule) == (world.orgs["X"], Role.CLB_MEDICAL, "ACC-4")
+    access = item_get_for_user(user=user, item_id=school.pk, action=READ)
+    assert (access.organisation, access.rule) == (world.orgs["A"], "T-SCH-1")
+    event = AuditEvent.objects.filter(item_id=school.pk, actor=user).latest("sequence")
+    assert (event.organisation_id, event.legal_basis, event.outcome) == (world.orgs["A"].pk, "T-SCH-1", "allowed")
+
+
+def test_ret1_shred_only_by_the_holders_director(world) -> None:
+    """RET-1: crypto-shredding is for the holder's director; anyone else gets the same 404."""
+    guidance = _item(world, "X", Category.GUIDANCE)
+    access = item_get_for_user(user=world.users["director_x"], item_id=guidance.pk, action=Action.SHRED)
+    assert (access.rule, access.organisation) == ("RET-1", world.orgs["X"])
+    for persona in ("worker_x", "director_a", "director_y"):
+        assert not _gets(world.users[persona], guidance, Action.SHRED), persona
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_list_get_and_subquery_agree_with_the_policy_table(world, persona: str) -> None:
+    """Per persona: the per-pupil list, the list used as a subquery and single reads agree (ACC-4, S-3, T-SCH-2)."""
+    items = [_item(world, holder, category) for holder, category in (("A", Category.CAREER), ("X", Category.GUIDANCE))]
+    items.append(_item(world, "X", Category.REPORT, ItemKind.VERSLAG))
+    user = world.users[persona]
+    expected = {item.pk for item in items if expected_readable(user, item)}
+    ids = [item.pk for item in items]
+    listed = set(item_list_for_user(user=user, pupil_id=world.lotte.pk).filter(pk__in=ids).values_list("pk", flat=True))
+    assert listed == expected
+    # As a subquery Django relabels the outer table: the compiled condition must follow.
+    nested = set(
+        PupilItem.objects.filter(pk__in=item_list_for_user(user=user, pupil_id=world.lotte.pk))
+        .filter(pk__in=ids)
+        .values_list("pk", flat=True)
+    )
+    assert nested == expected
+    via_grants = set(
+        Grant.objects.filter(item__in=item_list_for_user(user=user), item_id__in=ids).values_list("item_id", flat=True)
+    )
+    assert via_grants == expected
+    assert {item.pk for item in items if _gets(user, item)} == expected
+
+
+def test_ids_are_bound_parameters_not_sql_text(world) -> None:
+    user = world.users["worker_x"]
+    sql, params = item_list_for_user(user=user, pupil_id=world.lotte.pk).query.sql_with_params()
+    organisation = world.orgs["X"].pk
+    for value in (organisation.hex, str(organisation), world.lotte.pk.hex, str(world.lotte.pk)):
+        assert value not in sql
+    assert any(p in (organisation, organisation.hex) for p in params)
+
+
+def test_acc5_append_keeps_the_chain_with_awkward_text(world) -> None:
+    """ACC-5: the hash covers every field, also quotes, backslashes and non-ASCII text."""
+    for purpose in ('zorgoverleg "MDO" \\ é ü 😀', "", "'; --"):
+        audit_append(action="read", outcome=AuditOutcome.ALLOWED, actor=world.users["care_a"], purpose=purpose)
+    checked, broken = audit_verify()
+    assert broken is None
+    assert checked == AuditEvent.objects.count()
+    assert AuditEvent.objects.latest("sequence").purpose == "'; --"
+
+
+def test_acc5_append_in_a_rolled_back_transaction_leaves_the_chain_intact(world) -> None:
+    before = AuditHead.objects.get(id=1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose="rolled back")
+        raise RuntimeError
+    head = AuditHead.objects.get(id=1)
+    assert (head.sequence, head.hash) == (before.sequence, before.hash)
+    assert not AuditEvent.objects.filter(purpose="rolled back").exists()
+    audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose="after")
+    assert audit_verify()[1] is None
+
+
+def test_acc5_first_event_creates_the_head(db) -> None:
+    assert not AuditHead.objects.exists()
+    event = audit_append(action="read", outcome=AuditOutcome.DENIED, purpose="first")
+    assert (event.sequence, event.prev_hash) == (1, "0" * 64)
+    assert AuditEvent.objects.get().hash == event.hash == AuditHead.objects.get(id=1).hash
+    assert audit_verify() == (1, None)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_acc5_concurrent_appends_form_one_chain() -> None:
+    """ACC-5 on PostgreSQL: appends from several connections queue on the head; the chain has no gap or fork."""
+    audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose="start")
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                if i % 2:
+                    with transaction.atomic():  # inside a caller's transaction, too
+                        audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
+                else:
+                    audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert connection.vendor == "postgresql"
+    assert audit_verify() == (61, None)
