@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from permissions.models import AuditEvent, AuditHead
@@ -80,44 +80,85 @@ def audit_append(
     purpose: str = "",
     legal_basis: str = "",
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction (or its own)."""
+    """Append one event to the chain, in the caller's transaction (or its own).
+
+    On PostgreSQL one statement locks the head, inserts the event and moves the head (one round trip,
+    its own transaction when the caller has none); elsewhere the ORM does the same in three.
+    """
     actor_id = actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
+    fields: dict[str, Any] = {
+        "at": timezone.now(),
+        "actor_id": actor_id,
+        "organisation_id": organisation_id,
+        "role": role,
+        "pupil_id": pupil_id,
+        "item_id": item_id,
+        "action": action,
+        "purpose": purpose,
+        "legal_basis": legal_basis,
+        "outcome": outcome,
+    }
+    if connection.vendor == "postgresql":
+        return _append_postgresql(fields)
+    # No savepoint: an append that fails fails the caller's transaction too (nothing is read unaudited).
+    with transaction.atomic(savepoint=False):
         head, _created = AuditHead.objects.select_for_update().get_or_create(id=1)
         sequence = head.sequence + 1
-        at = timezone.now()
-        canonical = _canonical(
-            sequence=sequence,
-            at=at,
-            actor_id=actor_id,
-            organisation_id=organisation_id,
-            role=role,
-            pupil_id=pupil_id,
-            item_id=item_id,
-            action=action,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            outcome=outcome,
-        )
-        digest = _hash(head.hash, canonical)
-        event = AuditEvent.objects.create(
-            sequence=sequence,
-            at=at,
-            actor_id=actor_id,
-            organisation_id=organisation_id,
-            role=role,
-            pupil_id=pupil_id,
-            item_id=item_id,
-            action=action,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            outcome=outcome,
-            prev_hash=head.hash,
-            hash=digest,
-        )
+        digest = _hash(head.hash, _canonical(sequence=sequence, **fields))
+        event = AuditEvent.objects.create(sequence=sequence, prev_hash=head.hash, hash=digest, **fields)
         head.sequence = sequence
         head.hash = digest
         head.save(update_fields=["sequence", "hash"])
+    return event
+
+
+_SEQUENCE_LAST = b',"sequence":0}'
+
+
+def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
+    """Lock the head, hash, insert and move the head in one statement.
+
+    ``"sequence"`` sorts last among the canonical keys, so the canonical document is a prefix computed
+    here plus the sequence number and ``}``; PostgreSQL's ``sha256`` over ``prev_hash|prefix<n>}`` is the
+    same digest ``_hash`` gives (``audit_verify`` recomputes every one in Python). The head row is
+    locked ``FOR UPDATE`` first, so concurrent appends queue on it and each sees its predecessor.
+    """
+    zero = _canonical(sequence=0, **fields)
+    if not zero.endswith(_SEQUENCE_LAST):  # pragma: no cover - guards a change of the canonical form
+        raise RuntimeError("the canonical audit document no longer ends with its sequence")
+    prefix = zero[: -len(b"0}")]
+    columns = list(fields)
+    model_fields = [AuditEvent._meta.get_field(name) for name in columns]
+    prepared = [field.get_db_prep_save(fields[field.attname], connection) for field in model_fields]  # type: ignore[union-attr]
+    event_table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    head_table = connection.ops.quote_name(AuditHead._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(field.column) for field in model_fields)  # type: ignore[union-attr,arg-type]
+    sql = (
+        f"WITH head AS (SELECT sequence, hash FROM {head_table} WHERE id = 1 FOR UPDATE),"  # noqa: S608 - names from model metadata
+        " next AS (SELECT sequence + 1 AS sequence, hash AS prev_hash,"
+        " encode(sha256(convert_to(hash || '|', 'UTF8') || %s::bytea"
+        " || convert_to((sequence + 1)::text || '}', 'UTF8')), 'hex') AS hash FROM head),"
+        f" event AS (INSERT INTO {event_table} (sequence, {names}, prev_hash, hash)"
+        f" SELECT sequence, {', '.join(['%s'] * len(columns))}, prev_hash, hash FROM next"
+        " RETURNING id, sequence, prev_hash, hash)"
+        f" UPDATE {head_table} SET sequence = event.sequence, hash = event.hash FROM event"
+        f" WHERE {head_table}.id = 1 RETURNING event.id, event.sequence, event.prev_hash, event.hash"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [prefix, *prepared])
+        row = cursor.fetchone()
+        if row is None:  # the first event ever: create the head, then append
+            with transaction.atomic(savepoint=False):
+                cursor.execute(
+                    f"INSERT INTO {head_table} (id, sequence, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",  # noqa: S608 - names from model metadata
+                    [GENESIS],
+                )
+                cursor.execute(sql, [prefix, *prepared])
+                row = cursor.fetchone()
+    event_id, sequence, prev_hash, digest = row
+    event = AuditEvent(id=event_id, sequence=sequence, prev_hash=prev_hash, hash=digest, **fields)
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
 
 
