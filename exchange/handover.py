@@ -40,6 +40,7 @@ from exchange.models import (
     Outbox,
     PupilItem,
 )
+from permissions.bulk import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,11 @@ def clb_of_school(school: Organisation, day: date) -> Organisation | None:
     return agreement.clb if agreement else None
 
 
-def _event(handover: Handover, state: str, note: str = "", at: datetime | None = None) -> HandoverEvent:
-    return HandoverEvent(handover=handover, at=at or timezone.now(), state=state, note=note)
+def _events(rows: Iterable[tuple[Handover, str, str]], at: datetime) -> None:
+    """Append (handover, state, note) rows to the handovers' histories."""
+    insert_rows(
+        HandoverEvent, ("handover", "at", "state", "note"), [(h.pk, at, state, note) for h, state, note in rows]
+    )
 
 
 def handover_plan_for_enrolment(*, enrolment: Enrolment) -> list[Handover]:
@@ -154,26 +158,30 @@ def _context(enrolments: list[Enrolment], day: date) -> _Context:
 
 def _plan_rows(
     pairs: list[tuple[Any, Any, dict[str, tuple[bool, str]]]], day: date
-) -> dict[tuple[Any, Any], list[tuple[PupilItem, bool, str]]]:
-    """The frozen plan of every (pupil, old holder) pair by its table; one query for all pairs."""
+) -> dict[tuple[Any, Any], list[tuple[Any, bool, str]]]:
+    """The frozen plan (item id, mandatory, rule) of every (pupil, old holder) pair by its table."""
     tables = {(pupil_id, holder_id): table for pupil_id, holder_id, table in pairs}
-    plans: dict[tuple[Any, Any], list[tuple[PupilItem, bool, str]]] = {key: [] for key in tables}
+    plans: dict[tuple[Any, Any], list[tuple[Any, bool, str]]] = {key: [] for key in tables}
     if not tables:
         return plans
     items = [
-        item
-        for item in PupilItem.objects.filter(
+        (item_id, pupil_id, holder_id, category)
+        for item_id, pupil_id, holder_id, category in PupilItem.objects.filter(
             pupil_id__in={p for p, _h in tables},
             holder_id__in={h for _p, h in tables},
             shredded_at__isnull=True,
-        ).order_by("created_at", "id")
-        if (item.pupil_id, item.holder_id) in tables and item.category in tables[(item.pupil_id, item.holder_id)]
+        )
+        .order_by("created_at", "id")
+        .values_list("id", "pupil_id", "holder_id", "category")
+        if (pupil_id, holder_id) in tables and category in tables[(pupil_id, holder_id)]
     ]
     # T-SCH-5: a school hands over absences of the current and the previous school year only.
     first_day = school_year_start(school_year_of(day)) - timedelta(days=365)
     first_day = date(first_day.year, 9, 1)
     school_attendance = [
-        i.pk for i in items if i.category == Category.ATTENDANCE and tables[(i.pupil_id, i.holder_id)] is SCHOOL_PLAN
+        item_id
+        for item_id, pupil_id, holder_id, category in items
+        if category == Category.ATTENDANCE and tables[(pupil_id, holder_id)] is SCHOOL_PLAN
     ]
     recent = (
         set(
@@ -184,12 +192,12 @@ def _plan_rows(
         if school_attendance
         else set()
     )
-    for item in items:
-        table = tables[(item.pupil_id, item.holder_id)]
-        if table is SCHOOL_PLAN and item.category == Category.ATTENDANCE and item.pk not in recent:
+    for item_id, pupil_id, holder_id, category in items:
+        table = tables[(pupil_id, holder_id)]
+        if table is SCHOOL_PLAN and category == Category.ATTENDANCE and item_id not in recent:
             continue
-        mandatory, rule = table[item.category]
-        plans[(item.pupil_id, item.holder_id)].append((item, mandatory, rule))
+        mandatory, rule = table[category]
+        plans[(pupil_id, holder_id)].append((item_id, mandatory, rule))
     return plans
 
 
@@ -261,9 +269,9 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
         return []
     plans = _plan_rows([(e.pupil_id, from_org.pk, table) for e, _k, from_org, _t, _e, table in wanted], day)
     handovers: list[Handover] = []
-    rows: list[HandoverItem] = []
-    events: list[HandoverEvent] = []
-    outbox: list[Outbox] = []
+    rows: list[tuple[Any, Any, bool, str]] = []
+    events: list[tuple[Any, datetime, str, str]] = []
+    outbox: list[tuple[str, Any, datetime]] = []
     audit: list[EventSpec] = []
     for enrolment, kind, from_org, to_org, effective, _table in wanted:
         handover = Handover(
@@ -278,13 +286,13 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
         )
         handovers.append(handover)
         plan = plans[(enrolment.pupil_id, from_org.pk)]
-        rows += [HandoverItem(handover=handover, item=item, mandatory=m, rule=rule) for item, m, rule in plan]
+        rows += [(handover.pk, item_id, m, rule) for item_id, m, rule in plan]
         note = _("%(n)s items planned; objection possible until %(d)s") % {
             "n": len(plan),
             "d": timezone.localtime(handover.objection_deadline).strftime("%d/%m/%Y %H:%M"),
         }
-        events.append(_event(handover, HandoverState.PLANNED, note, now))
-        outbox.append(Outbox(topic="handover.notify", object_id=handover.pk))
+        events.append((handover.pk, now, HandoverState.PLANNED, note))
+        outbox.append(("handover.notify", handover.pk, now))
         audit.append(
             EventSpec(
                 action=AuditAction.TRANSFER,
@@ -296,10 +304,10 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
             )
         )
     Handover.objects.bulk_create(handovers, batch_size=1000)
-    HandoverItem.objects.bulk_create(rows, batch_size=2000)
-    HandoverEvent.objects.bulk_create(events, batch_size=2000)
+    insert_rows(HandoverItem, ("handover", "item", "mandatory", "rule"), rows)
+    insert_rows(HandoverEvent, ("handover", "at", "state", "note"), events)
     Notice.objects.bulk_create(_notices_for(handovers, day), batch_size=2000)
-    Outbox.objects.bulk_create(outbox, batch_size=2000)
+    insert_rows(Outbox, ("topic", "object_id", "created_at"), outbox)
     audit_append_many(events=audit)
     # The notices go out after commit, NOTIFY_CHUNK handovers per task; the outbox rows let the
     # sweeper re-send what a lost message left behind. Nothing else needs a message: the sweeper
@@ -314,21 +322,22 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
 
 
 def _specs(handovers: list[Handover], *, mandatory: bool, basis: str) -> list[Any]:
-    from permissions.grants import GrantSpec
+    from permissions.grants import GrantSpec, ItemRef
 
     by_id = {h.pk: h for h in handovers}
-    rows = HandoverItem.objects.filter(handover__in=handovers, mandatory=mandatory).select_related("item")
+    rows = HandoverItem.objects.filter(
+        handover_id__in=list(by_id), mandatory=mandatory, item__shredded_at__isnull=True
+    ).values_list("handover_id", "rule", "item_id", "item__pupil_id", "item__holder_id", "item__category")
     return [
         GrantSpec(
-            item=row.item,
-            organisation=by_id[row.handover_id].to_organisation,
+            item=ItemRef(item_id, pupil_id, holder_id, category),
+            organisation=by_id[handover_id].to_organisation,
             basis=basis,
-            rule=row.rule,
+            rule=rule,
             source_type="handover",
-            source_id=row.handover_id,
+            source_id=handover_id,
         )
-        for row in rows
-        if not row.item.is_shredded
+        for handover_id, rule, item_id, pupil_id, holder_id, category in rows
     ]
 
 
@@ -347,9 +356,7 @@ def _grant_mandatory(handovers: list[Handover], now: datetime) -> None:
     Handover.objects.filter(pk__in=[h.pk for h in handovers], state=HandoverState.PLANNED).update(
         state=HandoverState.WAITING, mandatory_granted_at=now
     )
-    HandoverEvent.objects.bulk_create(
-        [_event(h, HandoverState.WAITING, _("mandatory items granted"), now) for h in handovers]
-    )
+    _events(((h, HandoverState.WAITING, _("mandatory items granted")) for h in handovers), now)
 
 
 def _execute(handovers: list[Handover], now: datetime) -> None:
@@ -387,9 +394,10 @@ def _execute(handovers: list[Handover], now: datetime) -> None:
         Handover.objects.filter(pk__in=[h.pk for h in kept], state=HandoverState.WAITING).update(
             state=HandoverState.EXECUTED_WITH_OBJECTION, executed_at=now
         )
-    HandoverEvent.objects.bulk_create(
-        [_event(h, HandoverState.EXECUTED, "", now) for h in moving]
-        + [_event(h, HandoverState.EXECUTED_WITH_OBJECTION, _("objectable items kept"), now) for h in kept]
+    _events(
+        [(h, HandoverState.EXECUTED, "") for h in moving]
+        + [(h, HandoverState.EXECUTED_WITH_OBJECTION, _("objectable items kept")) for h in kept],
+        now,
     )
 
 
@@ -559,7 +567,7 @@ def handovers_cancel_for_enrolment(*, enrolment: Enrolment) -> int:
         )
     )
     Handover.objects.filter(pk__in=[h.pk for h in handovers]).update(state=HandoverState.CANCELLED, cancelled_at=now)
-    HandoverEvent.objects.bulk_create([_event(h, HandoverState.CANCELLED, "", now) for h in handovers])
+    _events(((h, HandoverState.CANCELLED, "") for h in handovers), now)
     return len(handovers)
 
 

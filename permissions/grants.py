@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
@@ -87,9 +87,22 @@ def active_grants(*, at: datetime | None = None) -> QuerySet[Grant]:
     )
 
 
+class ItemRef(NamedTuple):
+    """What the ledger needs of an item (a ``PupilItem`` has the same attributes): bulk callers
+    pass these instead of loading model instances."""
+
+    pk: uuid.UUID
+    pupil_id: uuid.UUID
+    holder_id: uuid.UUID
+    category: str
+
+
+Item = PupilItem | ItemRef
+
+
 @dataclass(frozen=True)
 class GrantSpec:
-    item: PupilItem
+    item: Item
     organisation: Organisation
     basis: str
     rule: str
@@ -100,10 +113,12 @@ class GrantSpec:
     valid_until: datetime | None = None
 
 
-def _ensure_wraps(*, items: list[PupilItem], organisation_ids: dict[uuid.UUID, set[uuid.UUID]]) -> None:
+def _ensure_wraps(*, items: list[Item], organisation_ids: dict[uuid.UUID, set[uuid.UUID]]) -> None:
     """Wrap every version's DEK of each item for the organisations that need it, in bulk."""
     keyring = keyring_from_settings()
-    versions = list(ItemVersion.objects.filter(item__in=items).values_list("pk", "item_id", "version"))
+    versions = list(
+        ItemVersion.objects.filter(item_id__in=[i.pk for i in items]).values_list("pk", "item_id", "version")
+    )
     version_ids = [pk for pk, _item_id, _version in versions]
     existing = set(
         WrappedKey.objects.filter(item_version_id__in=version_ids).values_list("item_version_id", "organisation_id")
@@ -265,7 +280,7 @@ def grants_revoke(*, grants: QuerySet[Grant], revoked_by: Any = None, purpose: s
     return len(revoked)
 
 
-def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
+def expected_projection(*, items: Iterable[Item]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
     """The guardian rows the ledger implies: (item, group id) and (item, user id)."""
     items = list(items)
     by_id = {i.pk: i for i in items}
@@ -274,7 +289,7 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
     # Future grants (an enrolment from 1 September, T-CLB-5) are projected already; the access
     # check enforces ``valid_from`` in SQL, so the projection never has to wait for a clock.
     grants = (
-        Grant.objects.filter(item__in=items, revoked_at__isnull=True)
+        Grant.objects.filter(item_id__in=list(by_id), revoked_at__isnull=True)
         .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=timezone.now()))
         .values_list("item_id", "user_id", "organisation_id", "organisation__kind", "basis")
     )
@@ -290,16 +305,16 @@ def expected_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.U
     return groups, users
 
 
-def actual_projection(*, items: Iterable[PupilItem]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
-    items = list(items)
+def actual_projection(*, items: Iterable[Item]) -> tuple[set[tuple[uuid.UUID, int]], set[tuple[uuid.UUID, int]]]:
+    ids = [i.pk for i in items]
     perm = view_permission_id()
     groups = set(
-        PupilItemGroupObjectPermission.objects.filter(content_object__in=items, permission_id=perm).values_list(
+        PupilItemGroupObjectPermission.objects.filter(content_object_id__in=ids, permission_id=perm).values_list(
             "content_object_id", "group_id"
         )
     )
     users = set(
-        PupilItemUserObjectPermission.objects.filter(content_object__in=items, permission_id=perm).values_list(
+        PupilItemUserObjectPermission.objects.filter(content_object_id__in=ids, permission_id=perm).values_list(
             "content_object_id", "user_id"
         )
     )
@@ -318,7 +333,7 @@ def _delete_pairs(model: Any, column: str, pairs: set[tuple[uuid.UUID, int]], pe
     return removed
 
 
-def projection_sync(*, items: Iterable[PupilItem]) -> tuple[int, int]:
+def projection_sync(*, items: Iterable[Item]) -> tuple[int, int]:
     """Make the guardian rows of ``items`` equal to what the ledger implies; returns (added, removed)."""
     items = list(items)
     perm = view_permission_id()
