@@ -412,6 +412,7 @@ def _audit_count() -> int:
 def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult:
     from django.utils import timezone
 
+    from exchange.handover import handover_tables_analyze
     from exchange.models import Handover, HandoverItem
     from permissions.models import Grant
 
@@ -424,6 +425,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
     meters["planning"] = meter.as_dict()
     say(f"planned in {plan_s:.1f} s ({plan_s / size * 1000:.2f} ms per change)")
     del enrolments
+    handover_tables_analyze()  # untimed: autovacuum's work in the weeks before 1 September
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     grants_before = Grant.objects.count()
     mandatory_s, execute_s, _first, _second = sweep_phases(now, meters)
@@ -570,6 +572,7 @@ class BaselineResult:
 def run_baseline(*, size: int, load_s: float) -> BaselineResult:
     from django.utils import timezone
 
+    from exchange.handover import handover_tables_analyze
     from exchange.models import Handover, HandoverItem
     from permissions.models import Grant
 
@@ -577,6 +580,7 @@ def run_baseline(*, size: int, load_s: float) -> BaselineResult:
     plan_s = plan(enrolments, batch=1)
     say(f"baseline: planned {size:,} in {plan_s:.1f} s; executing row by row")
     del enrolments
+    handover_tables_analyze()  # untimed: autovacuum's work in the weeks before 1 September
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     grants_before = Grant.objects.count()
     with Meter() as meter:
@@ -659,7 +663,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
     """
     from django.utils import timezone
 
-    from exchange.handover import handover_sweep
+    from exchange.handover import handover_sweep, handover_tables_analyze
     from exchange.models import Handover, HandoverState
 
     enrolments, _enrol_s = enrol()
@@ -679,6 +683,7 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
     _dump(profiler, "planning")
     del enrolments
 
+    handover_tables_analyze()  # untimed: autovacuum's work in the weeks before 1 September
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     due = Handover.objects.filter(state=HandoverState.PLANNED, effective_at__lte=now).count()
     for phase, max_batches in (("mandatory", math.ceil(due / BATCH_SIZE)), ("execution", None)):

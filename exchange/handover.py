@@ -532,6 +532,24 @@ def handover_notify(*, handover_id: Any) -> int:
 
 NOTIFY_CHUNK = 100
 
+# The tables a wave of planning fills: their statistics must know it before the sweep runs.
+WAVE_TABLES = (Handover, HandoverItem, HandoverEvent, Notice, Outbox)
+
+
+def handover_tables_analyze() -> None:
+    """Refresh the planner statistics of the handover tables after a bulk import (PostgreSQL).
+
+    Autovacuum does this within minutes; a sweep started right after a large import would
+    otherwise plan its queries for the nearly empty tables of before the import.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        names = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in WAVE_TABLES)
+        cursor.execute(f"ANALYZE {names}")
+
 
 def notify_enqueue(handover_ids: list[str]) -> None:
     """Publish the notice tasks of these handovers, NOTIFY_CHUNK ids per message (ids only)."""

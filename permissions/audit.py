@@ -13,6 +13,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from permissions.bulk import insert_rows
 from permissions.models import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
@@ -175,6 +176,23 @@ class EventSpec:
     legal_basis: str = ""
 
 
+EVENT_COLUMNS = (
+    "sequence",
+    "at",
+    "actor",
+    "organisation_id",
+    "role",
+    "pupil_id",
+    "item_id",
+    "action",
+    "purpose",
+    "legal_basis",
+    "outcome",
+    "prev_hash",
+    "hash",
+)
+
+
 def audit_append_many(*, events: list[EventSpec]) -> int:
     """Append many events under one lock of the head, in one bulk insert (bulk grants, handovers)."""
     if not events:
@@ -201,24 +219,24 @@ def audit_append_many(*, events: list[EventSpec]) -> int:
             )
             digest = _hash(prev, canonical)
             rows.append(
-                AuditEvent(
-                    sequence=sequence,
-                    at=at,
-                    actor_id=spec.actor_id,
-                    organisation_id=spec.organisation_id,
-                    role=spec.role,
-                    pupil_id=spec.pupil_id,
-                    item_id=spec.item_id,
-                    action=spec.action,
-                    purpose=spec.purpose,
-                    legal_basis=spec.legal_basis,
-                    outcome=spec.outcome,
-                    prev_hash=prev,
-                    hash=digest,
+                (
+                    sequence,
+                    at,
+                    spec.actor_id,
+                    spec.organisation_id,
+                    spec.role,
+                    spec.pupil_id,
+                    spec.item_id,
+                    spec.action,
+                    spec.purpose,
+                    spec.legal_basis,
+                    spec.outcome,
+                    prev,
+                    digest,
                 )
             )
             prev = digest
-        AuditEvent.objects.bulk_create(rows, batch_size=2000)
+        insert_rows(AuditEvent, EVENT_COLUMNS, rows)
         head.sequence = sequence
         head.hash = prev
         head.save(update_fields=["sequence", "hash"])

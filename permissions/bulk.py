@@ -64,4 +64,8 @@ def _array_type(field: models.Field[Any, Any]) -> str:
     db_type = field.db_type(connection)  # a foreign key reports its target's column type
     if db_type is None:
         raise ValueError(f"{field.name} has no column type")
+    if db_type.startswith("varchar"):
+        # Not varchar(n)[]: an explicit cast to varchar(n) truncates silently, while storing text
+        # into a varchar(n) column refuses a value that is too long, as an ordinary INSERT does.
+        return "text[]"
     return db_type + "[]"

@@ -286,3 +286,30 @@ def test_acc3_file_overview_never_lists_hidden_items_to_the_pupil_or_parents(wor
     assert [r["title"] for r in own] == ["voor Lotte"]
     assert world.client("parent_lotte").get(f"/api/v1/pupils/{world.lotte.id}/file-overview").status_code == 403
     assert world.client("worker_x").get(f"/api/v1/pupils/{world.lotte.id}/file-overview").status_code == 404
+
+
+def test_bulk_writes_never_truncate_an_audit_event_nor_double_a_grant(world) -> None:
+    """ACC-5 and the ledger's idempotency under the bulk writer (``permissions.bulk.insert_rows``):
+    a repeated grant is a no-op, and an audit event longer than its column is refused whole rather
+    than stored shortened (a shortened row would no longer match its hash)."""
+    from permissions.audit import EventSpec, audit_append_many
+    from permissions.grants import GrantSpec, grants_create
+    from permissions.models import AuditAction, AuditOutcome
+
+    verslag = clb_verslag(world)
+    spec = GrantSpec(item=verslag, organisation=world.orgs["A"], basis=Basis.CONSENT, rule="ACC-2")
+    grants_create(specs=[spec, spec])
+    grants_create(specs=[spec])
+    assert Grant.objects.filter(item=verslag, organisation=world.orgs["A"], basis=Basis.CONSENT).count() == 1
+    assert WrappedKey.objects.filter(item_version__item=verslag, organisation=world.orgs["A"]).count() == 1
+    assert_no_drift()
+    events_before = AuditEvent.objects.count()
+    too_long = EventSpec(action=AuditAction.READ, outcome=AuditOutcome.ALLOWED, purpose="p" * 101)
+    if connection.vendor == "postgresql":
+        with pytest.raises(DatabaseError), transaction.atomic():
+            audit_append_many(events=[too_long])
+        assert AuditEvent.objects.count() == events_before
+    else:  # SQLite does not enforce lengths: the event is kept whole
+        audit_append_many(events=[too_long])
+        assert AuditEvent.objects.latest("sequence").purpose == "p" * 101
+    assert audit_verify()[1] is None

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from exchange import services
 from exchange.domain import NationalNumberError, normalise_national_number
-from exchange.handover import handover_plan_for_enrolments
+from exchange.handover import handover_plan_for_enrolments, handover_tables_analyze
 from exchange.importing import read_rows, run_rows, write_report
 from exchange.models import Enrolment, Organisation, OrganisationKind
 
@@ -72,6 +72,8 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             finish_batch=lambda enrolments: handover_plan_for_enrolments(enrolments=enrolments),
         )
+        if result.done and not options["dry_run"]:
+            handover_tables_analyze()
         write_report(options["report"], result)
         self.stdout.write(result.summary(dry_run=options["dry_run"]))
         for row_number, name, message in result.errors[:50]:
