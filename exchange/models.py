@@ -481,7 +481,10 @@ class WrappedKey(models.Model):
     """A version's DEK wrapped under one organisation's KEK. No row, no decryption."""
 
     id = models.BigAutoField(primary_key=True)
-    item_version = models.ForeignKey(ItemVersion, on_delete=models.CASCADE, related_name="wrapped_keys")
+    # No index of its own: the unique (item_version, organisation) leads with it.
+    item_version = models.ForeignKey(
+        ItemVersion, on_delete=models.CASCADE, related_name="wrapped_keys", db_index=False
+    )
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="wrapped_keys")
     kek_version = models.PositiveIntegerField()
     wrapped_dek = models.BinaryField()
@@ -513,6 +516,10 @@ class IntegrityFailure(models.Model):
 
 
 class PupilItemUserObjectPermission(UserObjectPermissionBase):
+    # Indexes: the unique (user, permission, content_object) serves lookups by user, and there is
+    # one permission only; so neither foreign key needs an index of its own (fewer writes per grant).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, db_index=False)
+    permission = models.ForeignKey("auth.Permission", on_delete=models.CASCADE, db_index=False)
     content_object = models.ForeignKey(PupilItem, on_delete=models.CASCADE)
 
     class Meta(UserObjectPermissionBase.Meta):
@@ -520,6 +527,9 @@ class PupilItemUserObjectPermission(UserObjectPermissionBase):
 
 
 class PupilItemGroupObjectPermission(GroupObjectPermissionBase):
+    # As above: the unique (group, permission, content_object) leads with the group.
+    group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, db_index=False)
+    permission = models.ForeignKey("auth.Permission", on_delete=models.CASCADE, db_index=False)
     content_object = models.ForeignKey(PupilItem, on_delete=models.CASCADE)
 
     class Meta(GroupObjectPermissionBase.Meta):

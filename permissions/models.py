@@ -40,7 +40,12 @@ class AuditEvent(models.Model):
     sequence = models.PositiveBigIntegerField(unique=True)
     at = models.DateTimeField()
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # never searched by actor; every read appends a row, so each index costs
     )
     organisation_id = models.UUIDField(null=True)
     role = models.CharField(max_length=20, blank=True, default="")
@@ -51,7 +56,9 @@ class AuditEvent(models.Model):
     legal_basis = models.CharField(max_length=40, blank=True, default="")
     outcome = models.CharField(max_length=10, choices=AuditOutcome.choices)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    # Not unique: the sequence orders the chain and audit_verify recomputes every hash; an index
+    # on 64 random characters per event would only slow every append.
+    hash = models.CharField(max_length=64)
 
     class Meta:
         ordering = ["sequence"]
@@ -100,9 +107,15 @@ class Grant(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     item = models.ForeignKey("exchange.PupilItem", on_delete=models.CASCADE, related_name="grants")
-    organisation = models.ForeignKey("exchange.Organisation", on_delete=models.CASCADE, related_name="grants")
+    # Indexes are chosen for a ledger that grows by hundreds of thousands of rows in a September
+    # wave: the organisation is served by grant_org_item_idx, the user by a partial index over the
+    # (few) user grants, and created_by/revoked_by are never searched (a deleted account's rows
+    # are found by a scan, which is rare and acceptable).
+    organisation = models.ForeignKey(
+        "exchange.Organisation", on_delete=models.CASCADE, related_name="grants", db_index=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
     basis = models.CharField(max_length=20, choices=Basis.choices)
     rule = models.CharField(max_length=20, help_text=_("DOMAIN.md rule id"))
@@ -112,10 +125,10 @@ class Grant(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -134,6 +147,7 @@ class Grant(models.Model):
         ]
         indexes = [
             models.Index(fields=["organisation", "item"], name="grant_org_item_idx"),
+            models.Index(fields=["user"], name="grant_user_idx", condition=models.Q(user__isnull=False)),
             models.Index(fields=["source_type", "source_id"], name="grant_source_idx"),
         ]
 
