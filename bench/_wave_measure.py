@@ -9,8 +9,9 @@ transaction, as in ``enrolment_register``) per enrolment. Next year's enrolment 
 1 September (T-CLB-5), so planning grants nothing; its objection deadline is
 ``max(notified + window, effective)`` = 1 September as well. The sweeper is then run as the beat
 would run it on 1 September 00:00:01: :func:`exchange.handover.handover_sweep` (batch 500) first
-limited to exactly the mandatory batches (the mandatory phase), then until nothing is due (the
-execution phase), each timed; a third run later must find nothing.
+run until nothing is due (the sweep phase, timed): each handover is claimed once and moves its
+mandatory and, its window having closed, its objectable items in the same pass; a later run must
+find nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import cProfile
 import gc
 import io
-import math
 import pstats
 import re
 import sys
@@ -86,8 +86,7 @@ class WaveResult:
     load_s: float
     enrol_s: float
     plan_s: float
-    mandatory_s: float
-    execute_s: float
+    sweep_s: float
     handovers: int
     plan_rows: int
     grants_created: int
@@ -99,7 +98,7 @@ class WaveResult:
 
     @property
     def total_s(self) -> float:
-        return self.enrol_s + self.plan_s + self.mandatory_s + self.execute_s
+        return self.enrol_s + self.plan_s + self.sweep_s
 
 
 def _peak_rss_mib() -> float:
@@ -309,27 +308,21 @@ def plan(enrolments: list[Any], chunks: list[float] | None = None, *, batch: int
     return time.perf_counter() - started
 
 
-def sweep_phases(now: datetime, meters: dict[str, dict[str, Any]]) -> tuple[float, float, Any, Any]:
-    """The mandatory phase (exactly its batches), then the execution phase; both timed and metered."""
+def sweep_phase(now: datetime, meters: dict[str, dict[str, Any]]) -> float:
+    """The sweeper on 1 September until nothing is due; timed and metered."""
     from exchange.handover import handover_sweep
     from exchange.models import Handover, HandoverState
 
     due = Handover.objects.filter(state=HandoverState.PLANNED, effective_at__lte=now).count()
     with Meter() as meter:
         started = time.perf_counter()
-        first = handover_sweep(batch_size=BATCH_SIZE, now=now, max_batches=math.ceil(due / BATCH_SIZE))
-        mandatory_s = time.perf_counter() - started
-    meters["mandatory"] = meter.as_dict()
-    say(f"mandatory phase: {first.mandatory:,} handovers in {mandatory_s:.1f} s")
-    with Meter() as meter:
-        started = time.perf_counter()
-        second = handover_sweep(batch_size=BATCH_SIZE, now=now)
-        execute_s = time.perf_counter() - started
-    meters["execution"] = meter.as_dict()
-    say(f"execution phase: {second.executed:,} handovers in {execute_s:.1f} s")
-    if first.mandatory != due or first.executed != 0 or second.mandatory != 0:
-        raise RuntimeError(f"unexpected sweep split: due {due}, first {first}, second {second}")
-    return mandatory_s, execute_s, first, second
+        result = handover_sweep(batch_size=BATCH_SIZE, now=now)
+        sweep_s = time.perf_counter() - started
+    meters["sweep"] = meter.as_dict()
+    say(f"sweep: {result.mandatory:,} handovers effective, {result.executed:,} executed in {sweep_s:.1f} s")
+    if result.mandatory != due or result.executed != due:
+        raise RuntimeError(f"unexpected sweep: due {due}, {result}")
+    return sweep_s
 
 
 def verify(*, later: datetime, full_audit: bool = True) -> Checks:
@@ -428,7 +421,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
     handover_tables_analyze()  # untimed: autovacuum's work in the weeks before 1 September
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
     grants_before = Grant.objects.count()
-    mandatory_s, execute_s, _first, _second = sweep_phases(now, meters)
+    sweep_s = sweep_phase(now, meters)
     grants_created = Grant.objects.count() - grants_before
     latest = max(Handover.objects.values_list("objection_deadline", flat=True))
     checks = verify(later=latest + timedelta(days=1), full_audit=full_audit)
@@ -437,8 +430,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
         load_s=load_s,
         enrol_s=enrol_s,
         plan_s=plan_s,
-        mandatory_s=mandatory_s,
-        execute_s=execute_s,
+        sweep_s=sweep_s,
         handovers=Handover.objects.count(),
         plan_rows=HandoverItem.objects.count(),
         grants_created=grants_created,
@@ -456,7 +448,7 @@ def run_wave(*, size: int, load_s: float, full_audit: bool = True) -> WaveResult
 
 
 def execute_row_by_row(now: datetime) -> int:
-    """What ``_grant_mandatory`` + ``_execute`` write, row by row: one save() per grant, wrap, guardian row.
+    """What the sweep's ``_advance`` writes, row by row: one save() per grant, wrap, guardian row.
 
     Per handover (one transaction, claimed with a row lock like ``handover_advance``): for each
     planned item, ``Grant(...).save()``; the holder's wrap is read and unwrapped, the DEK wrapped
@@ -656,7 +648,7 @@ def _dump(profiler: cProfile.Profile, phase: str) -> None:
 
 
 def run_profile(*, size: int, extra: int) -> ProfileResult:
-    """cProfile each phase (planning, mandatory, execution) and count its SQL queries.
+    """cProfile each phase (planning, sweep) and count its SQL queries.
 
     Afterwards (not profiled): ``enrolment_register`` for ``extra`` pupils left out of the wave,
     the product's full per-enrolment service, against ``handover_plan_for_enrolment`` alone.
@@ -664,7 +656,6 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
     from django.utils import timezone
 
     from exchange.handover import handover_sweep, handover_tables_analyze
-    from exchange.models import Handover, HandoverState
 
     enrolments, _enrol_s = enrol()
     tables: dict[str, str] = {}
@@ -685,19 +676,18 @@ def run_profile(*, size: int, extra: int) -> ProfileResult:
 
     handover_tables_analyze()  # untimed: autovacuum's work in the weeks before 1 September
     now = september_first(timezone.localdate()) + timedelta(seconds=1)
-    due = Handover.objects.filter(state=HandoverState.PLANNED, effective_at__lte=now).count()
-    for phase, max_batches in (("mandatory", math.ceil(due / BATCH_SIZE)), ("execution", None)):
-        profiler = cProfile.Profile()
-        with counting_queries() as counter:
-            started = time.perf_counter()
-            profiler.enable()
-            handover_sweep(batch_size=BATCH_SIZE, now=now, max_batches=max_batches)
-            profiler.disable()
-            seconds[phase] = time.perf_counter() - started
-        tables[phase], queries[phase] = _top(profiler), counter.count
-        tables[f"{phase}:product"] = _top(profiler, product_only=True)
-        _dump(profiler, phase)
-        say(f"profiled {phase}: {seconds[phase]:.1f} s, {counter.count:,} queries")
+    phase = "sweep"
+    profiler = cProfile.Profile()
+    with counting_queries() as counter:
+        started = time.perf_counter()
+        profiler.enable()
+        handover_sweep(batch_size=BATCH_SIZE, now=now)
+        profiler.disable()
+        seconds[phase] = time.perf_counter() - started
+    tables[phase], queries[phase] = _top(profiler), counter.count
+    tables[f"{phase}:product"] = _top(profiler, product_only=True)
+    _dump(profiler, phase)
+    say(f"profiled {phase}: {seconds[phase]:.1f} s, {counter.count:,} queries")
 
     service_s, plan_only_s = _service_sample(extra)
     return ProfileResult(

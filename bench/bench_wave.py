@@ -20,11 +20,15 @@ Timed (``bench/_wave_measure.py``), in one child process per size:
 
 * **enrol**: the old enrolments end on 31 August (one ``UPDATE``), next school year's enrolments
   at the new schools are written with ``bulk_create``;
-* **planning**: ``exchange.handover.handover_plan_for_enrolment`` per enrolment, one transaction
-  each (as ``enrolment_register`` does). The enrolments start on 1 September of the next school
-  year, so planning grants nothing (T-CLB-5) and the objection deadline is that 1 September too;
-* **mandatory** and **execution**: ``exchange.handover.handover_sweep(batch_size=500, now=1 September
-  00:00:01)``, first limited to exactly the mandatory batches, then until nothing is due.
+* **planning**: ``exchange.handover.handover_plan_for_enrolments`` per batch of 500 enrolments, one
+  transaction each (as ``import_enrolments`` does with an enrolment-database export). The
+  enrolments start on 1 September of the next school year, so planning grants nothing (T-CLB-5)
+  and the objection deadline is that 1 September too;
+* **sweep**: ``exchange.handover.handover_sweep(batch_size=500, now=1 September 00:00:01)`` until
+  nothing is due: each handover is claimed once and, its objection window having closed by then,
+  moves its mandatory and its objectable items in the same pass (what the beat runs that night).
+  Between planning and the sweep (untimed) ``handover_tables_analyze()`` refreshes the planner
+  statistics, as autovacuum does in the weeks between the summer's enrolments and 1 September.
 
 Checked afterwards (untimed): every handover executed; handover grants = plan rows =
 ``COUNT(DISTINCT (item, organisation, basis, source))``; every plan row has its grant and a wrap
@@ -37,7 +41,9 @@ waiting for them, Python's GC time, WAL bytes and full-page images, so the repor
 change's milliseconds go; and planning is timed per 1,000 changes to show drift within a run.
 
 Baseline, same run, at the smallest size (at most 2,000 changes; 1,000 with ``--quick``): the
-same planning, then the same execution one ``save()`` per row (``_wave_measure.execute_row_by_row``).
+same enrolment, planning one enrolment per transaction (``handover_plan_for_enrolment``, as the API
+registers a single change), then the execution one ``save()`` per row
+(``_wave_measure.execute_row_by_row``).
 Profile: another copy at the baseline size, each phase under cProfile with its SQL query count,
 and a sample of the product's full per-enrolment service ``enrolment_register`` for comparison.
 
@@ -88,7 +94,7 @@ TARGET_SIZE = 100_000
 TARGET_TOTAL_S = 600.0
 TARGET_MAX_SCALING = 1.2
 TARGET_MIN_SPEEDUP = 10.0
-PHASES = ("enrol", "planning", "mandatory", "execution")
+PHASES = ("enrol", "planning", "sweep")
 OTHER_BENCHMARKS_RE = re.compile(r"bench[./]bench_(access|store|crypto)\b")
 
 
@@ -328,8 +334,7 @@ class SizeRow:
         return {
             "enrol": d["enrol_s"],
             "planning": d["plan_s"],
-            "mandatory": d.get("mandatory_s", 0.0),
-            "execution": d["execute_s"],
+            "sweep": d["sweep_s"],
         }
 
     @property
@@ -343,7 +348,7 @@ class SizeRow:
     @property
     def execution_ms(self) -> float:
         s = self.seconds
-        return (s["mandatory"] + s["execution"]) / self.size * 1000
+        return s["sweep"] / self.size * 1000
 
 
 def _met(ok: bool) -> str:
@@ -395,7 +400,7 @@ def _render_meters(rows: list[SizeRow], baseline: dict[str, Any] | None) -> list
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in metered:
-        for phase in ("planning", "mandatory", "execution"):
+        for phase in ("planning", "sweep"):
             meter = row.data["meters"].get(phase)
             if meter:
                 lines.append(_meter_row("bulk", row.size, phase, row.seconds[phase], meter))
@@ -406,7 +411,7 @@ def _render_meters(rows: list[SizeRow], baseline: dict[str, Any] | None) -> list
             )
         )
     largest = metered[-1]
-    phases = [p for p in ("planning", "mandatory", "execution") if p in largest.data["meters"]]
+    phases = [p for p in ("planning", "sweep") if p in largest.data["meters"]]
     timed = sum(largest.seconds[p] for p in phases)
     sql = sum(largest.data["meters"][p]["sql_s"] for p in phases)
     collected = sum(largest.data["meters"][p]["gc_s"] for p in phases)
@@ -473,15 +478,15 @@ def render(
         "with real wrapped DEKs; a change plans 2 handovers (school, CLB) of 7 items (discipline never moves, "
         "T-SCH-4): 5 mandatory, 2 objectable. PostgreSQL, one fresh database per size; per-change = total / N.",
         "",
-        "| changes N | handovers | grants created | set-up s (untimed) | enrol s | planning s | mandatory s "
-        "| execution s | **total s** | **per change ms** | changes/s | checks |",
+        "| changes N | handovers | grants created | set-up s (untimed) | enrol s | planning s | sweep s "
+        "| **total s** | **per change ms** | changes/s | checks |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         d, s = row.data, row.seconds
         lines.append(
             f"| {row.size:,} | {d['handovers']:,} | {d['grants_created']:,} | {d['load_s']:.0f} | {s['enrol']:.1f} "
-            f"| {s['planning']:.1f} | {s['mandatory']:.1f} | {s['execution']:.1f} | **{row.total_s:.1f}** "
+            f"| {s['planning']:.1f} | {s['sweep']:.1f} | **{row.total_s:.1f}** "
             f"| **{row.per_change_ms:.2f}** | {row.size / row.total_s:,.0f} | "
             f"{'all passed' if d['checks']['ok'] else 'FAILED'} |"
         )
@@ -503,8 +508,9 @@ def render(
         b_total_ms = baseline["total_s"] / b_size * 1000
         lines += [
             "",
-            f"**Baseline** (same run, N = {b_size:,}, its own fresh database): the same enrolment and planning, then "
-            "the same execution one `save()` per row: per handover (one transaction, row lock) and per planned item "
+            f"**Baseline** (same run, N = {b_size:,}, its own fresh database): the same enrolment, planning one "
+            "enrolment per transaction (`handover_plan_for_enrolment`, as the API registers a single change), then "
+            "the execution one `save()` per row: per handover (one transaction, row lock) and per planned item "
             "`Grant(...).save()`, the holder's wrap read and unwrapped and the DEK wrapped for the new organisation "
             "(`WrappedKey(...).save()`), one `PupilItemGroupObjectPermission(...).save()` per role group "
             "(`roles_reading`, group by `role_group`), one `audit_append` per grant; then the dossier, the handover's "
@@ -554,12 +560,12 @@ def render(
         )
         ok = ok and total_ok and scaling_ok
         if speedup_exec is not None and speedup_total is not None and baseline is not None:
-            speed_ok = speedup_exec >= TARGET_MIN_SPEEDUP
+            speed_ok = speedup_total >= TARGET_MIN_SPEEDUP
             lines.append(
-                f"| bulk >= {TARGET_MIN_SPEEDUP:.0f}x the row-by-row baseline (execution: what the bulk path replaces) "
-                f"| {speedup_exec:.1f}x (baseline {baseline['execute_s'] / baseline['size'] * 1000:.2f} ms at "
-                f"{baseline['size']:,} vs bulk {smallest.execution_ms:.2f} ms at {smallest.size:,}); "
-                f"planning + execution: {speedup_total:.2f}x | {_met(speed_ok)} |"
+                f"| bulk >= {TARGET_MIN_SPEEDUP:.0f}x the row-by-row baseline (the whole flow: planning + execution) "
+                f"| {speedup_total:.1f}x (baseline {baseline['total_s'] / baseline['size'] * 1000:.2f} ms at "
+                f"{baseline['size']:,} vs bulk {smallest.per_change_ms:.2f} ms at {smallest.size:,}); "
+                f"execution alone: {speedup_exec:.1f}x | {_met(speed_ok)} |"
             )
             ok = ok and speed_ok
     if rows and (quick or rows[-1].size < TARGET_SIZE):
@@ -601,10 +607,10 @@ def _render_profile(profile: dict[str, Any], rows: list[SizeRow]) -> list[str]:
     seconds, queries = profile["seconds"], profile["queries"]
     reference = rows[-1] if rows else None
     if reference is not None:
-        order = sorted(("planning", "mandatory", "execution"), key=lambda p: -reference.seconds[p])
+        order = sorted(("planning", "sweep"), key=lambda p: -reference.seconds[p])
         why = f"slowest at N = {reference.size:,}: {order[0]} ({reference.seconds[order[0]]:.1f} s)"
     else:
-        order = sorted(("planning", "mandatory", "execution"), key=lambda p: -seconds[p])
+        order = sorted(("planning", "sweep"), key=lambda p: -seconds[p])
         why = f"slowest in the profile run: {order[0]}"
     lines = [
         "",
@@ -615,7 +621,7 @@ def _render_profile(profile: dict[str, Any], rows: list[SizeRow]) -> list[str]:
         "| phase | profiled s | SQL statements | statements per change |",
         "|---|---:|---:|---:|",
     ]
-    for phase in ("planning", "mandatory", "execution"):
+    for phase in ("planning", "sweep"):
         lines.append(f"| {phase} | {seconds[phase]:.1f} | {queries[phase]:,} | {queries[phase] / size:.1f} |")
     if profile.get("service_sample"):
         lines += [
@@ -768,8 +774,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 _say(
                     f"N = {size:,}: total {row.total_s:.1f} s = {row.per_change_ms:.2f} ms per change "
-                    f"(enrol {row.seconds['enrol']:.1f}, planning {row.seconds['planning']:.1f}, mandatory "
-                    f"{row.seconds['mandatory']:.1f}, execution {row.seconds['execution']:.1f}); checks "
+                    f"(enrol {row.seconds['enrol']:.1f}, planning {row.seconds['planning']:.1f}, sweep "
+                    f"{row.seconds['sweep']:.1f}); checks "
                     f"{'passed' if data['checks']['ok'] else 'FAILED'}"
                 )
         if not args.no_profile:

@@ -19,7 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -317,64 +318,52 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
     # Effective now: the mandatory part moves at once, in this transaction (T-CLB-4, T-SCH-2).
     due = [h for h in handovers if h.effective_at <= now]
     if due:
-        _grant_mandatory(due, now)
+        _advance(due, now)
     return handovers
 
 
-def _specs(handovers: list[Handover], *, mandatory: bool, basis: str) -> list[Any]:
-    from permissions.grants import GrantSpec, ItemRef
+def _advance(handovers: list[Handover], now: datetime) -> int:
+    """Move claimed handovers as far as they are due, with one ``grants_create`` for all of it.
 
+    A PLANNED handover (effective by now) gets its never-objectable items (T-CLB-4, T-SCH-2,
+    T-SCH-5) and its dossier follows (T-CLB-6). A handover whose objection window has closed too
+    (already WAITING, or PLANNED with the deadline past, as next year's enrolments are on
+    1 September) moves its objectable items unless an objection arrived in time (T-CLB-3,
+    T-SCH-3); with an objection, its letter goes along with the mandatory items (T-CLB-4).
+    Returns the number of handovers executed.
+    """
+    from consent.models import Objection
+    from permissions.grants import GrantSpec, ItemRef, grants_create
+    from permissions.models import Basis
+
+    planned = [h for h in handovers if h.state == HandoverState.PLANNED]
+    closing = [h for h in handovers if h.objection_deadline <= now]
+    objections = {
+        (o.handover_id, o.transfer_kind): o
+        for o in Objection.objects.filter(handover_id__in=[h.pk for h in closing]).select_related("letter_item")
+    }
+    moving = [h for h in closing if (h.pk, h.kind) not in objections]
+    kept = [h for h in closing if (h.pk, h.kind) in objections]
     by_id = {h.pk: h for h in handovers}
+    wanted = {(h.pk, True) for h in planned} | {(h.pk, False) for h in moving}
     rows = HandoverItem.objects.filter(
-        handover_id__in=list(by_id), mandatory=mandatory, item__shredded_at__isnull=True
-    ).values_list("handover_id", "rule", "item_id", "item__pupil_id", "item__holder_id", "item__category")
-    return [
+        handover_id__in={handover_id for handover_id, _mandatory in wanted}, item__shredded_at__isnull=True
+    ).values_list("handover_id", "mandatory", "rule", "item_id", "item__pupil_id", "item__holder_id", "item__category")
+    specs = [
         GrantSpec(
             item=ItemRef(item_id, pupil_id, holder_id, category),
             organisation=by_id[handover_id].to_organisation,
-            basis=basis,
+            basis=Basis.MANDATORY_TRANSFER if mandatory else Basis.HANDOVER,
             rule=rule,
             source_type="handover",
             source_id=handover_id,
         )
-        for handover_id, rule, item_id, pupil_id, holder_id, category in rows
+        for handover_id, mandatory, rule, item_id, pupil_id, holder_id, category in rows
+        if (handover_id, mandatory) in wanted
     ]
-
-
-def _grant_mandatory(handovers: list[Handover], now: datetime) -> None:
-    """Grant the never-objectable items (T-CLB-4, T-SCH-2, T-SCH-5); the dossier follows (T-CLB-6)."""
-    from permissions.grants import grants_create
-    from permissions.models import Basis
-
-    grants_create(specs=_specs(handovers, mandatory=True, basis=Basis.MANDATORY_TRANSFER), purpose="handover")
-    moving_dossiers: dict[Any, list[Any]] = defaultdict(list)
-    for handover in handovers:
-        if handover.kind == HandoverKind.CLB:
-            moving_dossiers[handover.to_organisation_id].append(handover.pupil_id)
-    for clb_id, pupil_ids in moving_dossiers.items():
-        ClbDossier.objects.filter(pupil_id__in=pupil_ids).update(clb_id=clb_id)
-    Handover.objects.filter(pk__in=[h.pk for h in handovers], state=HandoverState.PLANNED).update(
-        state=HandoverState.WAITING, mandatory_granted_at=now
-    )
-    _events(((h, HandoverState.WAITING, _("mandatory items granted")) for h in handovers), now)
-
-
-def _execute(handovers: list[Handover], now: datetime) -> None:
-    """After the window: objectable items move unless an objection arrived in time (T-CLB-3, T-SCH-3)."""
-    from consent.models import Objection
-    from permissions.grants import GrantSpec, grants_create
-    from permissions.models import Basis
-
-    objections = {
-        (o.handover_id, o.transfer_kind): o
-        for o in Objection.objects.filter(handover_id__in=[h.pk for h in handovers]).select_related("letter_item")
-    }
-    moving = [h for h in handovers if (h.pk, h.kind) not in objections]
-    kept = [h for h in handovers if (h.pk, h.kind) in objections]
-    specs = _specs(moving, mandatory=False, basis=Basis.HANDOVER)
     for handover in kept:
         letter = objections[(handover.pk, handover.kind)].letter_item
-        if letter is not None:  # a copy of the objection goes with the mandatory items (T-CLB-4)
+        if letter is not None:
             specs.append(
                 GrantSpec(
                     item=letter,
@@ -386,19 +375,32 @@ def _execute(handovers: list[Handover], now: datetime) -> None:
                 )
             )
     grants_create(specs=specs, purpose="handover")
-    if moving:
-        Handover.objects.filter(pk__in=[h.pk for h in moving], state=HandoverState.WAITING).update(
-            state=HandoverState.EXECUTED, executed_at=now
+    moving_dossiers: dict[Any, list[Any]] = defaultdict(list)
+    for handover in planned:
+        if handover.kind == HandoverKind.CLB:
+            moving_dossiers[handover.to_organisation_id].append(handover.pupil_id)
+    for clb_id, pupil_ids in moving_dossiers.items():
+        ClbDossier.objects.filter(pupil_id__in=pupil_ids).update(clb_id=clb_id)
+    closing_ids = {h.pk for h in closing}
+    waiting = [h.pk for h in planned if h.pk not in closing_ids]
+    open_states = [HandoverState.PLANNED, HandoverState.WAITING]
+    granted_at = Coalesce(F("mandatory_granted_at"), Value(now))
+    if waiting:
+        Handover.objects.filter(pk__in=waiting, state=HandoverState.PLANNED).update(
+            state=HandoverState.WAITING, mandatory_granted_at=now
         )
-    if kept:
-        Handover.objects.filter(pk__in=[h.pk for h in kept], state=HandoverState.WAITING).update(
-            state=HandoverState.EXECUTED_WITH_OBJECTION, executed_at=now
-        )
+    for state, group in ((HandoverState.EXECUTED, moving), (HandoverState.EXECUTED_WITH_OBJECTION, kept)):
+        if group:
+            Handover.objects.filter(pk__in=[h.pk for h in group], state__in=open_states).update(
+                state=state, mandatory_granted_at=granted_at, executed_at=now
+            )
     _events(
-        [(h, HandoverState.EXECUTED, "") for h in moving]
+        [(h, HandoverState.WAITING, _("mandatory items granted")) for h in planned]
+        + [(h, HandoverState.EXECUTED, "") for h in moving]
         + [(h, HandoverState.EXECUTED_WITH_OBJECTION, _("objectable items kept")) for h in kept],
         now,
     )
+    return len(closing)
 
 
 @dataclass
@@ -411,36 +413,35 @@ class SweepResult:
 def handover_sweep(
     *, batch_size: int = 500, now: datetime | None = None, max_batches: int | None = None
 ) -> SweepResult:
-    """Claim due handovers (SKIP LOCKED), move them in bulk, batch by batch; safe to run concurrently."""
+    """Claim due handovers (SKIP LOCKED), move them in bulk, batch by batch; safe to run concurrently.
+
+    First the handovers that became effective (each moved as far as it is due: a handover whose
+    objection window closed as well executes in the same pass), then those whose window closed.
+    """
     now = now or timezone.now()
     result = SweepResult()
     batches = 0
-    while max_batches is None or batches < max_batches:
-        with transaction.atomic():
-            due = list(
-                Handover.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(state=HandoverState.PLANNED, effective_at__lte=now)
-                .select_related("to_organisation")
-                .order_by("effective_at", "id")[:batch_size]
-            )
-            if not due:
-                break
-            _grant_mandatory(due, now)
-            result.mandatory += len(due)
-        batches += 1
-    while max_batches is None or batches < max_batches:
-        with transaction.atomic():
-            due = list(
-                Handover.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(state=HandoverState.WAITING, objection_deadline__lte=now, effective_at__lte=now)
-                .select_related("to_organisation")
-                .order_by("objection_deadline", "id")[:batch_size]
-            )
-            if not due:
-                break
-            _execute(due, now)
-            result.executed += len(due)
-        batches += 1
+    claims = (
+        (Q(state=HandoverState.PLANNED, effective_at__lte=now), ("effective_at", "id")),
+        (
+            Q(state=HandoverState.WAITING, objection_deadline__lte=now, effective_at__lte=now),
+            ("objection_deadline", "id"),
+        ),
+    )
+    for condition, order in claims:
+        while max_batches is None or batches < max_batches:
+            with transaction.atomic():
+                due = list(
+                    Handover.objects.select_for_update(skip_locked=True, of=("self",))
+                    .filter(condition)
+                    .select_related("to_organisation")
+                    .order_by(*order)[:batch_size]
+                )
+                if not due:
+                    break
+                result.mandatory += sum(h.state == HandoverState.PLANNED for h in due)
+                result.executed += _advance(due, now)
+            batches += 1
     result.resent = outbox_resend(older_than=timedelta(minutes=5), now=now)
     return result
 
@@ -457,11 +458,11 @@ def handover_advance(*, handover_id: Any, now: datetime | None = None) -> str | 
         )
         if handover is None:
             return None
-        if handover.state == HandoverState.PLANNED and handover.effective_at <= now:
-            _grant_mandatory([handover], now)
-            handover.state = HandoverState.WAITING
-        if handover.state == HandoverState.WAITING and handover.objection_deadline <= now:
-            _execute([handover], now)
+        due = (handover.state == HandoverState.PLANNED and handover.effective_at <= now) or (
+            handover.state == HandoverState.WAITING and handover.objection_deadline <= now
+        )
+        if due:
+            _advance([handover], now)
         Outbox.objects.filter(topic="handover.advance", object_id=handover.pk, processed_at__isnull=True).update(
             processed_at=now
         )

@@ -18,13 +18,12 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from exchange.crypto.keyring import keyring_from_settings
 from exchange.files import version_wrap_aad
 from exchange.models import (
-    ItemVersion,
     Membership,
     Organisation,
     PupilItem,
@@ -114,33 +113,31 @@ class GrantSpec:
 
 
 def _ensure_wraps(*, items: list[Item], organisation_ids: dict[uuid.UUID, set[uuid.UUID]]) -> None:
-    """Wrap every version's DEK of each item for the organisations that need it, in bulk."""
+    """Wrap every version's DEK of each item for the organisations that need it, in bulk.
+
+    The holder's wrap of each version unwraps the DEK (one query for all versions); a wrap that
+    exists already is left as it is (the insert skips it), so a repeat is harmless.
+    """
     keyring = keyring_from_settings()
-    versions = list(
-        ItemVersion.objects.filter(item_id__in=[i.pk for i in items]).values_list("pk", "item_id", "version")
+    holders = {i.pk: i.holder_id for i in items}
+    holder_wraps = (
+        WrappedKey.objects.filter(item_version__item_id__in=list(holders))
+        .filter(organisation_id=F("item_version__item__holder_id"))
+        .values_list(
+            "item_version_id",
+            "item_version__item_id",
+            "item_version__version",
+            "organisation_id",
+            "kek_version",
+            "wrapped_dek",
+        )
     )
-    version_ids = [pk for pk, _item_id, _version in versions]
-    existing = set(
-        WrappedKey.objects.filter(item_version_id__in=version_ids).values_list("item_version_id", "organisation_id")
-    )
-    # Any wrap of the version unwraps its DEK: take the holder's.
-    holder_wraps = {
-        version_id: (organisation_id, kek_version, wrapped)
-        for version_id, organisation_id, kek_version, wrapped in WrappedKey.objects.filter(
-            item_version_id__in=version_ids, organisation_id__in={i.holder_id for i in items}
-        ).values_list("item_version_id", "organisation_id", "kek_version", "wrapped_dek")
-    }
     now = timezone.now()
     new = []
-    for version_id, item_id, number in versions:
-        wanted = organisation_ids.get(item_id, set())
-        missing = [org for org in wanted if (version_id, org) not in existing]
+    for version_id, item_id, number, source_org, source_kek_version, source_wrapped in holder_wraps:
+        missing = [org for org in organisation_ids.get(item_id, set()) if org != source_org]
         if not missing:
             continue
-        source = holder_wraps.get(version_id)
-        if source is None:
-            continue  # shredded or never wrapped: a grant without a key cannot decrypt
-        source_org, source_kek_version, source_wrapped = source
         dek = keyring.unwrap(
             org_id=str(source_org),
             kek_version=source_kek_version,
@@ -154,10 +151,41 @@ def _ensure_wraps(*, items: list[Item], organisation_ids: dict[uuid.UUID, set[uu
                 aad=version_wrap_aad(item_id=item_id, version=number, organisation_id=org),
             )
             new.append((version_id, org, kek_version, wrapped, now))
+    # A shredded or never-wrapped version has no holder wrap: a grant without a key cannot decrypt.
     insert_rows(
         WrappedKey,
         ("item_version", "organisation", "kek_version", "wrapped_dek", "created_at"),
         new,
+        ignore_conflicts=True,
+    )
+
+
+def _project_added(specs: list[GrantSpec], now: datetime) -> None:
+    """Add the guardian rows of new grants (the projection is a union over grants: adding a grant
+    only ever adds rows, so no diff against the table is needed; ``projection_sync`` does the
+    full diff where grants end). Expired specs project nothing, as in ``expected_projection``."""
+    perm = view_permission_id()
+    groups: set[tuple[uuid.UUID, tuple[uuid.UUID, str]]] = set()
+    users: set[tuple[uuid.UUID, int]] = set()
+    for s in specs:
+        if s.valid_until is not None and s.valid_until <= now:
+            continue
+        if s.user is not None:
+            users.add((s.item.pk, s.user.pk))
+            continue
+        for role in roles_reading(reader_kind=s.organisation.kind, basis=s.basis, category=s.item.category):
+            groups.add((s.item.pk, (s.organisation.pk, role)))
+    group_ids = role_group_ids(key for _item_id, key in groups)
+    insert_rows(
+        PupilItemGroupObjectPermission,
+        ("content_object", "group", "permission"),
+        sorted({(item_id, group_ids[key], perm) for item_id, key in groups}, key=str),
+        ignore_conflicts=True,
+    )
+    insert_rows(
+        PupilItemUserObjectPermission,
+        ("content_object", "user", "permission"),
+        sorted({(item_id, user_id, perm) for item_id, user_id in users}, key=str),
         ignore_conflicts=True,
     )
 
@@ -218,7 +246,7 @@ def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose
     for s in specs:
         needed[s.item.pk].add(s.organisation.pk)
     _ensure_wraps(items=items, organisation_ids=needed)
-    projection_sync(items=items)
+    _project_added(specs, now)
     audit_append_many(
         events=[
             EventSpec(

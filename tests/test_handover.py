@@ -253,6 +253,12 @@ def test_scenario_3_next_year_enrolment_moves_nothing_before_1_september(world, 
     assert (just_before.mandatory, just_before.executed) == (0, 0)
     result = handover.handover_sweep(now=september + timedelta(seconds=1))
     assert (result.mandatory, result.executed) == (2, 2)  # the school and the CLB handover
+    # One pass moved both parts; the history still shows each step (planned, waiting, executed).
+    clb.refresh_from_db()
+    assert clb.state == HandoverState.EXECUTED
+    assert clb.mandatory_granted_at == clb.executed_at == september + timedelta(seconds=1)
+    assert [e.state for e in clb.history.order_by("at", "id")] == ["planned", "waiting", "executed"]
+    assert handover.handover_sweep(now=september + timedelta(days=1)).executed == 0  # safe to run twice
     assert Grant.objects.filter(organisation=world.orgs["Y"], item=verslag, basis=Basis.MANDATORY_TRANSFER).exists()
     assert Grant.objects.filter(organisation=world.orgs["Y"], item=guidance, basis=Basis.HANDOVER).exists()
     # The school's T-SCH-2 grant for the verslag starts on 1 September too.
