@@ -482,9 +482,7 @@ class WrappedKey(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     # No index of its own: the unique (item_version, organisation) leads with it.
-    item_version = models.ForeignKey(
-        ItemVersion, on_delete=models.CASCADE, related_name="wrapped_keys", db_index=False
-    )
+    item_version = models.ForeignKey(ItemVersion, on_delete=models.CASCADE, related_name="wrapped_keys", db_index=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="wrapped_keys")
     kek_version = models.PositiveIntegerField()
     wrapped_dek = models.BinaryField()
