@@ -7,12 +7,17 @@ the row's extra conditions hold (involvement, no health data, teacher share, shi
 django-guardian projection agrees. Every single-item decision is audited (allowed or denied).
 
 The SQL is written here by hand (``_Predicate``) rather than as one ORM ``Exists`` per
-membership × rule: Django spent ~80 % of a list call compiling those (docs/performance.md). Every
-value is a bound parameter; only table and column names, taken from the models, are in the text.
+membership × rule: Django spent ~80 % of a list call compiling those (docs/performance.md). It is
+compiled once per action (module-level cache): the user's active memberships and their
+organisations are joined inside the statement, so a list or a decision is ONE statement with no
+membership query before it, and a role or membership change counts from the next call. Every
+value is a bound parameter (per call only the user, the clock, the item and guardian's permission
+id); only table and column names, taken from the models, are in the text.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -21,7 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import BooleanField, Expression, F, IntegerField, Model, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Expression, F, Model, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
@@ -37,7 +43,7 @@ from exchange.selectors import membership_list_for_user
 from permissions.audit import audit_append
 from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
-from permissions.policy import READ, WRITE, PolicyRule, rules_for
+from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
 
 
 class Action:
@@ -142,24 +148,67 @@ class _Branch:
     rule: PolicyRule
 
 
-def _active_grant(q: _Sql, *, organisation_id: uuid.UUID, now: datetime) -> str:
-    """An active grant of ``organisation_id`` on the outer item (as ``permissions.grants.active_grants``)."""
-    g = Grant
+class _PerCall:
+    """A parameter only known per call (the user, the clock); compiled statements keep its place."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_USER = _PerCall("user")
+_NOW = _PerCall("now")
+_ITEM = _PerCall("item")
+_PERM = _PerCall("perm")  # guardian's view permission id, looked up (and cached) by permissions.grants
+
+
+def _bind(params: Sequence[Any], **values: Any) -> list[Any]:
+    """The compiled parameters with the per-call ones filled in."""
+    return [values[p.name] if isinstance(p, _PerCall) else p for p in params]
+
+
+# The user's active memberships (``exchange.selectors.membership_list_for_user``) join every statement
+# as ``lp_m`` with their organisation ``lp_o``; a policy row applies to the rows of its kind and roles.
+def _memberships_sql() -> str:
+    m, o = Membership, Organisation
     return (
-        f"lp_g.{_column(g, 'item')} = {{id}} AND lp_g.{_column(g, 'organisation')} = {q.p(organisation_id)}"
-        f" AND lp_g.{_column(g, 'revoked_at')} IS NULL AND lp_g.{_column(g, 'valid_from')} <= {q.p(now)}"
-        f" AND (lp_g.{_column(g, 'valid_until')} IS NULL OR lp_g.{_column(g, 'valid_until')} > {q.p(now)})"
+        f"{_table(m)} lp_m INNER JOIN {_table(o)} lp_o ON lp_o.{_column(o, 'id')} = lp_m.{_column(m, 'organisation')}"
     )
 
 
-def _rule_sql(q: _Sql, *, user_id: int, rule: PolicyRule) -> str:
-    """The rule's own conditions on a grant row ``lp_g`` and the outer item (basis, grantee, category, health)."""
+def _user_memberships_sql(q: _Sql) -> str:
+    m = Membership
+    return f"lp_m.{_column(m, 'user')} = {q.p(_USER)} AND lp_m.{_column(m, 'active')}"
+
+
+def _reader_sql(q: _Sql, *, kind: str, roles: Iterable[str]) -> str:
+    kind_column, role_column = _column(Organisation, "kind"), _column(Membership, "role")
+    return f"lp_o.{kind_column} = {q.p(kind)} AND lp_m.{role_column} IN ({q.values(roles)})"
+
+
+def _active_grant(q: _Sql) -> str:
+    """A grant row ``lp_g`` active now (as ``permissions.grants.active_grants``)."""
+    g = Grant
+    return (
+        f"lp_g.{_column(g, 'revoked_at')} IS NULL AND lp_g.{_column(g, 'valid_from')} <= {q.p(_NOW)}"
+        f" AND (lp_g.{_column(g, 'valid_until')} IS NULL OR lp_g.{_column(g, 'valid_until')} > {q.p(_NOW)})"
+    )
+
+
+def _rule_sql(q: _Sql, *, rule: PolicyRule) -> str:
+    """The rule's own conditions on the membership row, a grant row ``lp_g`` and the outer item.
+
+    Reader kind and role, basis, grantee, category, health.
+    """
     g = Grant
     user_column = f"lp_g.{_column(g, 'user')}"
     parts = [
+        _reader_sql(q, kind=rule.reader_kind, roles=rule.roles),
         f"lp_g.{_column(g, 'basis')} IN ({q.values(rule.bases)})",
         # A user-level grant (teacher share) counts only for the named user, and only for such rules.
-        f"{user_column} = {q.p(user_id)}" if rule.user_grant_only else f"{user_column} IS NULL",
+        f"{user_column} = {q.p(_USER)}" if rule.user_grant_only else f"{user_column} IS NULL",
         f"{{category}} IN ({q.values(rule.categories)})",
     ]
     if rule.no_health:
@@ -167,123 +216,125 @@ def _rule_sql(q: _Sql, *, user_id: int, rule: PolicyRule) -> str:
     return " AND ".join(parts)
 
 
-def _extras_sql(
-    q: _Sql, *, user_id: int, organisation_id: uuid.UUID, involvement: bool, teaching: bool, shield: bool
-) -> list[str]:
+def _extras_sql(q: _Sql, *, involvement: bool, teaching: bool, shield: bool) -> list[str]:
     """The conditions outside the grant: involvement (ACC-4), teaching (S-3), the pupil's shield (ACC-4)."""
     parts = []
+    organisation = f"lp_m.{_column(Membership, 'organisation')}"
     if involvement:
         v = Involvement
         parts.append(
             f"EXISTS (SELECT 1 FROM {_table(v)} lp_v WHERE lp_v.{_column(v, 'pupil')} = {{pupil_id}}"  # noqa: S608 - names from model metadata, values bound
-            f" AND lp_v.{_column(v, 'clb')} = {q.p(organisation_id)} AND lp_v.{_column(v, 'user')} = {q.p(user_id)}"
+            f" AND lp_v.{_column(v, 'clb')} = {organisation} AND lp_v.{_column(v, 'user')} = {q.p(_USER)}"
             f" AND lp_v.{_column(v, 'ended_at')} IS NULL{{fence}})"
         )
     if teaching:
         t = TeachingAssignment
         parts.append(
             f"EXISTS (SELECT 1 FROM {_table(t)} lp_t WHERE lp_t.{_column(t, 'pupil')} = {{pupil_id}}"  # noqa: S608 - names from model metadata, values bound
-            f" AND lp_t.{_column(t, 'school')} = {q.p(organisation_id)}"
-            f" AND lp_t.{_column(t, 'teacher')} = {q.p(user_id)} AND lp_t.{_column(t, 'ended_at')} IS NULL{{fence}})"
+            f" AND lp_t.{_column(t, 'school')} = {organisation}"
+            f" AND lp_t.{_column(t, 'teacher')} = {q.p(_USER)} AND lp_t.{_column(t, 'ended_at')} IS NULL{{fence}})"
         )
     if shield:
         s = Shield
         parts.append(
             f"NOT EXISTS (SELECT 1 FROM {_table(s)} lp_s WHERE lp_s.{_column(s, 'item')} = {{id}}"  # noqa: S608 - names from model metadata, values bound
-            f" AND lp_s.{_column(s, 'user')} = {q.p(user_id)}{{fence}})"
+            f" AND lp_s.{_column(s, 'user')} = {q.p(_USER)}{{fence}})"
         )
     return parts
 
 
-def _grant_exists(
-    q: _Sql, *, user_id: int, organisation_id: uuid.UUID, rules: Sequence[PolicyRule], now: datetime
-) -> str:
-    """ONE grants EXISTS for an organisation: an active grant of it on the outer item satisfying one of ``rules``.
+def _rules(action: str) -> list[tuple[int, PolicyRule]]:
+    """The policy rows of an action with their place in ``POLICY`` (the order a decision tries them in)."""
+    return [(n, rule) for n, rule in enumerate(POLICY) if rule.action == action]
 
-    Rules sharing the same extra conditions are OR'ed first, so each extra subquery appears once per group.
+
+def _granted_sql(q: _Sql, *, action: str) -> str:
+    """ONE EXISTS: an active membership of the user, an active grant of its organisation on the outer item,
+    and a policy row of the action for the membership's kind and role that the grant and item satisfy.
+
+    Rows sharing the same extra conditions are OR'ed first, so each extra subquery appears once per group.
     """
     groups: dict[tuple[bool, bool, bool], list[PolicyRule]] = {}
-    for rule in rules:
+    for _, rule in _rules(action):
         groups.setdefault((rule.requires_involvement, rule.requires_teaching, rule.honours_shield), []).append(rule)
     alternatives = []
     for (involvement, teaching, shield), grouped in groups.items():
-        core = " OR ".join(f"({_rule_sql(q, user_id=user_id, rule=rule)})" for rule in grouped)
-        extras = _extras_sql(
-            q,
-            user_id=user_id,
-            organisation_id=organisation_id,
-            involvement=involvement,
-            teaching=teaching,
-            shield=shield,
-        )
+        core = " OR ".join(f"({_rule_sql(q, rule=rule)})" for rule in grouped)
+        extras = _extras_sql(q, involvement=involvement, teaching=teaching, shield=shield)
         alternatives.append(" AND ".join([f"({core})", *extras]))
-    window = _active_grant(q, organisation_id=organisation_id, now=now)
-    alternatives_sql = " OR ".join(f"({a})" for a in alternatives)
-    return f"EXISTS (SELECT 1 FROM {_table(Grant)} lp_g WHERE {window} AND ({alternatives_sql}){{fence}})"  # noqa: S608 - names from model metadata, values bound
+    g, m = Grant, Membership
+    alternatives_sql = " OR ".join(f"({a})" for a in alternatives) or "1 = 0"
+    return (
+        f"EXISTS (SELECT 1 FROM {_memberships_sql()} INNER JOIN {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
+        f" ON lp_g.{_column(g, 'organisation')} = lp_m.{_column(m, 'organisation')}"
+        f" WHERE {_user_memberships_sql(q)} AND lp_g.{_column(g, 'item')} = {{id}} AND {_active_grant(q)}"
+        f" AND ({alternatives_sql}){{fence}})"
+    )
 
 
-def _guardian_sql(q: _Sql, *, user_id: int) -> str:
+def _readers_sql(q: _Sql, *, action: str) -> str:
+    """The membership row has a kind and role that some policy row of the action names."""
+    roles_by_kind: dict[str, set[str]] = {}
+    for _, rule in _rules(action):
+        roles_by_kind.setdefault(rule.reader_kind, set()).update(rule.roles)
+    return " OR ".join(f"({_reader_sql(q, kind=k, roles=r)})" for k, r in sorted(roles_by_kind.items())) or "1 = 0"
+
+
+def _guardian_sql(q: _Sql) -> str:
     """The enforced projection: a guardian view permission on the outer item for the user or one of their groups."""
     gp, up = PupilItemGroupObjectPermission, PupilItemUserObjectPermission
     user_groups = get_user_model().groups.through
-    perm = view_permission_id()
+    perm = _PERM
     return (
         f"EXISTS (SELECT 1 FROM {_table(gp)} lp_gp WHERE lp_gp.{_column(gp, 'content_object')} = {{id}}"  # noqa: S608 - names from model metadata, values bound
         f" AND lp_gp.{_column(gp, 'permission')} = {q.p(perm)} AND lp_gp.{_column(gp, 'group')} IN"
         f" (SELECT lp_ug.{_column(user_groups, 'group')} FROM {_table(user_groups)} lp_ug"
-        f" WHERE lp_ug.{_column(user_groups, 'user')} = {q.p(user_id)}){{fence}})"
+        f" WHERE lp_ug.{_column(user_groups, 'user')} = {q.p(_USER)}){{fence}})"
         f" OR EXISTS (SELECT 1 FROM {_table(up)} lp_up WHERE lp_up.{_column(up, 'content_object')} = {{id}}"
         f" AND lp_up.{_column(up, 'permission')} = {q.p(perm)}"
-        f" AND lp_up.{_column(up, 'user')} = {q.p(user_id)}{{fence}})"
+        f" AND lp_up.{_column(up, 'user')} = {q.p(_USER)}{{fence}})"
     )
 
 
-def _granted_to_any(q: _Sql, *, organisation_ids: Iterable[uuid.UUID], now: datetime) -> str:
-    """The outer item has an active grant to one of the organisations: lets PostgreSQL start a list without a
-    pupil from the (organisation, item) grant index (measured: 1.4 s -> 39 ms at 1M items)."""
-    g = Grant
+def _granted_to_any(q: _Sql, *, action: str) -> str:
+    """The outer item has an active grant to one of the user's reading organisations: lets PostgreSQL start a
+    list without a pupil from the (organisation, item) grant index (measured: 1.4 s -> 39 ms at 1M items)."""
+    g, m = Grant, Membership
     return (
-        f"{{id}} IN (SELECT lp_g.{_column(g, 'item')} FROM {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
-        f" WHERE lp_g.{_column(g, 'organisation')} IN ({q.values(organisation_ids)})"
-        f" AND lp_g.{_column(g, 'revoked_at')} IS NULL AND lp_g.{_column(g, 'valid_from')} <= {q.p(now)}"
-        f" AND (lp_g.{_column(g, 'valid_until')} IS NULL OR lp_g.{_column(g, 'valid_until')} > {q.p(now)}))"
+        f"{{id}} IN (SELECT lp_g.{_column(g, 'item')} FROM {_memberships_sql()} INNER JOIN {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
+        f" ON lp_g.{_column(g, 'organisation')} = lp_m.{_column(m, 'organisation')}"
+        f" WHERE {_user_memberships_sql(q)} AND ({_readers_sql(q, action=action)}) AND {_active_grant(q)})"
     )
+
+
+@functools.cache
+def _list_condition(action: str, *, all_items: bool) -> tuple[str, tuple[Any, ...]]:
+    """The list condition of an action, compiled once: SQL text and parameters (user and clock left open)."""
+    q = _Sql()
+    conditions = [_granted_sql(q, action=action)]
+    if all_items:
+        # With a pupil, the pupil index is the better driver; without, the grant index.
+        conditions.append(_granted_to_any(q, action=action))
+    if action == READ:
+        conditions.append(_guardian_sql(q))
+    sql, params = q.finish(" AND ".join(f"({c})" for c in conditions))
+    return sql, tuple(params)
 
 
 def item_list_for_user(*, user: Any, pupil_id: uuid.UUID | None = None, action: str = READ) -> QuerySet[PupilItem]:
     """Items the user may act on, as one SQL query (lists never loop in Python).
 
-    One membership query, then one statement: per membership one grants EXISTS whose inner condition
-    ORs the membership's policy rows, and (for reads) the guardian projection.
+    One statement, no membership query before it: the policy table is compiled once per action into one
+    EXISTS over the user's active memberships and their organisations' grants (``_granted_sql``), and (for
+    reads) the guardian projection; only the user and the clock are bound per call.
     """
     if not getattr(user, "is_authenticated", False):
         return PupilItem.objects.none()
-    # Only the organisation, its kind and the role shape the SQL: read them without model instances.
-    memberships = (
-        membership_list_for_user(user=user).order_by().values_list("organisation_id", "organisation__kind", "role")
-    )
-    rules_by_organisation: dict[uuid.UUID, list[PolicyRule]] = {}
-    for organisation_id, kind, role in memberships:
-        rules = rules_for(reader_kind=kind, role=role, action=action)
-        if rules:
-            rules_by_organisation.setdefault(organisation_id, []).extend(rules)
-    if not rules_by_organisation:
-        return PupilItem.objects.none()
-    now = timezone.now()
-    q = _Sql()
-    conditions = [
-        " OR ".join(
-            f"({_grant_exists(q, user_id=user.pk, organisation_id=organisation_id, rules=rules, now=now)})"
-            for organisation_id, rules in rules_by_organisation.items()
-        )
-    ]
-    if pupil_id is None:
-        # With a pupil, the pupil index is the better driver; without, the grant index.
-        conditions.append(_granted_to_any(q, organisation_ids=rules_by_organisation, now=now))
-    if action == READ:
-        conditions.append(_guardian_sql(q, user_id=user.pk))
+    sql, params = _list_condition(action, all_items=pupil_id is None)
     # One pupil: a handful of rows, planning dominates (fenced subplans); all items: the grant index drives.
-    predicate = _Predicate(*q.finish(" AND ".join(f"({c})" for c in conditions)), fence=pupil_id is not None)
+    predicate = _Predicate(
+        sql, _bind(params, user=user.pk, now=timezone.now(), perm=view_permission_id()), fence=pupil_id is not None
+    )
     if pupil_id is not None:
         return PupilItem.objects.filter(predicate, shredded_at__isnull=True, pupil_id=pupil_id)
     return PupilItem.objects.filter(predicate, shredded_at__isnull=True)
@@ -296,27 +347,68 @@ class _Decision:
     branch: _Branch | None
 
 
-def _first_rule_sql(
-    q: _Sql, *, user_id: int, organisation_id: uuid.UUID, rules: Sequence[PolicyRule], now: datetime
-) -> str:
-    """The index of the first of ``rules`` an active grant of the organisation satisfies, or NULL.
+def _columns(model: type[Model], alias: str) -> list[str]:
+    return [f'{alias}."{field.column}"' for field in model._meta.concrete_fields]
 
-    The first rule any grant satisfies is the smallest, over the grants, of the first rule each one
-    satisfies: one scalar subquery per membership instead of one EXISTS per rule.
+
+def _first_rule_sql(q: _Sql, *, action: str) -> str:
+    """The place in ``POLICY`` of the first row of ``action`` that an active grant of the membership row's
+    organisation satisfies for its kind and role, or NULL.
+
+    The first row any grant satisfies is the smallest, over the grants, of the first row each one
+    satisfies: one scalar subquery per membership row.
     """
     whens = []
-    for n, rule in enumerate(rules):
+    for n, rule in _rules(action):
         extras = _extras_sql(
-            q,
-            user_id=user_id,
-            organisation_id=organisation_id,
-            involvement=rule.requires_involvement,
-            teaching=rule.requires_teaching,
-            shield=rule.honours_shield,
+            q, involvement=rule.requires_involvement, teaching=rule.requires_teaching, shield=rule.honours_shield
         )
-        whens.append(f"WHEN {' AND '.join([_rule_sql(q, user_id=user_id, rule=rule), *extras])} THEN {n}")
-    window = _active_grant(q, organisation_id=organisation_id, now=now)
-    return f"SELECT MIN(CASE {' '.join(whens)} END) FROM {_table(Grant)} lp_g WHERE {window}{{fence}}"  # noqa: S608 - names from model metadata, values bound
+        whens.append(f"WHEN {' AND '.join([_rule_sql(q, rule=rule), *extras])} THEN {n}")
+    if not whens:
+        return "NULL"
+    g, m = Grant, Membership
+    return (
+        f"(SELECT MIN(CASE {' '.join(whens)} END) FROM {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
+        f" WHERE lp_g.{_column(g, 'item')} = {{id}}"
+        f" AND lp_g.{_column(g, 'organisation')} = lp_m.{_column(m, 'organisation')}"
+        f" AND {_active_grant(q)}{{fence}})"
+    )
+
+
+@functools.cache
+def _decision_statement(action: str) -> tuple[str, tuple[Any, ...]]:
+    """The item (with its holder) and one row per active membership of the user, in the order of
+    ``membership_list_for_user``, each with the first policy row that allows ``action`` through it; and
+    whether the guardian projection agrees. Compiled once per action; ``{fence}`` is left open."""
+    i, o, m = PupilItem, Organisation, Membership
+    q = _Sql()
+    guardian = f"CASE WHEN {_guardian_sql(q)} THEN 1 ELSE 0 END" if action == READ else "1"
+    select = [*_columns(i, "lp_i"), *_columns(o, "lp_h"), *_columns(m, "lp_m"), *_columns(o, "lp_o")]
+    sql = (
+        f"SELECT {', '.join(select)}, {_first_rule_sql(q, action=action)}, {guardian}"  # noqa: S608 - names from model metadata, values bound
+        f" FROM {_table(i)} lp_i INNER JOIN {_table(o)} lp_h ON lp_h.{_column(o, 'id')} = lp_i.{_column(i, 'holder')}"
+        f" LEFT OUTER JOIN {_table(m)} lp_m ON {_user_memberships_sql(q)}"
+        f" LEFT OUTER JOIN {_table(o)} lp_o ON lp_o.{_column(o, 'id')} = lp_m.{_column(m, 'organisation')}"
+        f" WHERE lp_i.{_column(i, 'id')} = {q.p(_ITEM)} AND lp_i.{_column(i, 'shredded_at')} IS NULL"
+        # As Membership.Meta.ordering (organisation, i.e. its kind and name, then role); id breaks ties.
+        f" ORDER BY lp_o.{_column(o, 'kind')}, lp_o.{_column(o, 'name')}, lp_m.{_column(m, 'role')},"
+        f" lp_m.{_column(m, 'id')}"
+    )
+    names = {name: f'lp_i."{i._meta.get_field(name).column}"' for name in _Predicate.COLUMNS}  # type: ignore[union-attr]
+    sql = sql.replace("{fence}", "\0").format(**names).replace("\0", "{fence}")
+    compiled, params = q.finish(sql)
+    return compiled, tuple(params)
+
+
+def _from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any:
+    """A model instance from raw column values, converted as the ORM converts them."""
+    converted = []
+    for field, value in zip(model._meta.concrete_fields, values, strict=True):
+        col = field.get_col(model._meta.db_table)
+        for converter in [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]:
+            value = converter(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [field.attname for field in model._meta.concrete_fields], converted)
 
 
 def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
@@ -326,36 +418,43 @@ def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
     Not audited here: ``item_get_for_user`` is the only caller outside the benchmark.
     """
     lookup_action = READ if action == Action.SHRED else action
-    memberships = list(membership_list_for_user(user=user))
-    now = timezone.now()
-    candidates: list[tuple[Membership, list[PolicyRule]]] = []
-    annotations: dict[str, Any] = {}
-    for membership in memberships:
-        rules = rules_for(reader_kind=membership.organisation.kind, role=membership.role, action=lookup_action)
-        if not rules:
-            continue
-        q = _Sql()
-        sql = _first_rule_sql(q, user_id=user.pk, organisation_id=membership.organisation_id, rules=rules, now=now)
-        annotations[f"lp_rule_{len(candidates)}"] = _Predicate(*q.finish(sql), fence=True, output_field=IntegerField())
-        candidates.append((membership, rules))
-    if candidates and lookup_action == READ:
-        q = _Sql()
-        annotations["lp_guardian"] = _Predicate(*q.finish(_guardian_sql(q, user_id=user.pk)), fence=True)
-    queryset = PupilItem.objects.filter(pk=item_id, shredded_at__isnull=True).select_related("holder").order_by()
-    item = next(iter(queryset.annotate(**annotations)), None)
-    if item is None:
+    item_pk = PupilItem._meta.pk.to_python(item_id)
+    sql, params = _decision_statement(lookup_action)
+    fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
+    bound = [
+        _adapt(value, connection)
+        for value in _bind(
+            params, user=getattr(user, "pk", None), now=timezone.now(), item=item_pk, perm=view_permission_id()
+        )
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.replace("{fence}", fence), bound)
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    first_rules = [item.__dict__.pop(f"lp_rule_{n}") for n in range(len(candidates))]
-    guardian = bool(item.__dict__.pop("lp_guardian", lookup_action != READ))
-    for (membership, rules), first in zip(candidates, first_rules, strict=True):
+    widths = [len(model._meta.concrete_fields) for model in (PupilItem, Organisation, Membership, Organisation)]
+    bounds = [sum(widths[:n]) for n in range(len(widths) + 1)]
+    item = _from_row(PupilItem, rows[0][bounds[0] : bounds[1]], connection)
+    PupilItem.holder.field.set_cached_value(item, _from_row(Organisation, rows[0][bounds[1] : bounds[2]], connection))
+    guardian = bool(rows[0][-1])
+    memberships: list[tuple[Membership, int | None]] = []
+    for row in rows:
+        if row[bounds[2]] is None:  # no active membership: the one row of the outer join
+            continue
+        membership = _from_row(Membership, row[bounds[2] : bounds[3]], connection)
+        Membership.organisation.field.set_cached_value(
+            membership, _from_row(Organisation, row[bounds[3] : bounds[4]], connection)
+        )
+        memberships.append((membership, row[-2]))
+    for membership, first in memberships:
         if first is None or not guardian:
             continue
         if action == Action.SHRED and (
             membership.organisation_id != item.holder_id or membership.role not in SHRED_ROLES
         ):
             continue
-        return _Decision(item=item, memberships=memberships, branch=_Branch(membership, rules[first]))
-    return _Decision(item=item, memberships=memberships, branch=None)
+        return _Decision(item=item, memberships=[m for m, _ in memberships], branch=_Branch(membership, POLICY[first]))
+    return _Decision(item=item, memberships=[m for m, _ in memberships], branch=None)
 
 
 def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = "") -> Access:
