@@ -314,6 +314,7 @@ def _child(args: argparse.Namespace) -> int:
     else:
         data = _wave_measure.to_json(_wave_measure.run_profile(size=args.size, extra=extra))
     data["load_steps"] = loaded.steps
+    data["server"] = _server_settings()
     Path(args.result).write_text(json.dumps(data, default=str), encoding="utf-8")
     return 0
 
@@ -435,6 +436,37 @@ def _drift_text(data: dict[str, Any]) -> str:
     return (
         f"planning per 1,000 changes: first {chunks[0]:.1f}, last {chunks[-1]:.1f}, "
         f"min {low:.1f}, max {high:.1f} ms per change"
+    )
+
+
+SERVER_SETTINGS = (
+    "server_version",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "wal_compression",
+    "synchronous_commit",
+    "fsync",
+)
+
+
+def _server_settings() -> dict[str, str]:
+    """The PostgreSQL settings that shape a write-heavy run, as the child's connection sees them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)", [list(SERVER_SETTINGS)]
+        )
+        return dict(cursor.fetchall())
+
+
+def _server_text(rows: list[SizeRow]) -> str:
+    server = next((row.data.get("server") for row in rows if row.data.get("server")), None)
+    if not server:
+        return "settings not recorded"
+    return ", ".join(f"`{name}={server[name]}`" for name in SERVER_SETTINGS if name in server) + (
+        " (docs/operations.md: a wave wants room between checkpoints)"
     )
 
 
@@ -588,9 +620,10 @@ def render(
     lines += [
         "",
         f"Run: `{command}`. Method: `config.settings.dev` with `DJANGO_DEBUG=false`, `CELERY_BROKER_URL=memory://` "
-        "(the on-commit `handover_notify`/`handover_advance` messages are published to kombu's in-memory "
+        "(the on-commit `handover_notify_many` messages, one per 100 handovers, are published to kombu's in-memory "
         "transport, no worker consumes them; the sweeps' `outbox_resend` re-publishes up to 1,000 of them each), "
-        "development keyring. Set-up per size (untimed; `bench/_wave_load.py`): organisations, agreements and "
+        f"development keyring. PostgreSQL server: {_server_text(rows)}. "
+        "Set-up per size (untimed; `bench/_wave_load.py`): organisations, agreements and "
         "role groups with `bulk_create`; pupils (real sealed identities, about 14 years old), old enrolments, "
         "dossiers, items, versions and holder wraps (real wraps of random DEKs) with `COPY`; holder and T-SCH-2 "
         "grants and their guardian rows with `INSERT ... SELECT`; then `VACUUM (ANALYZE)`. Pupils have no parent "
