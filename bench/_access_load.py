@@ -398,6 +398,39 @@ def _measured_users() -> dict[str, Any]:
     }
 
 
+def _generic_peer_rows() -> dict[str, float]:
+    """Copy the guardian projection into django-guardian's *generic* tables (``object_pk`` text + content type).
+
+    The project uses guardian's direct foreign-key tables; the issue's peer is guardian's generic
+    ``get_objects_for_user``, which a project without direct tables would run on these. Same rows, set-based.
+    """
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection, transaction
+
+    from exchange.models import PupilItem
+
+    content_type = ContentType.objects.get_for_model(PupilItem).pk
+    timings = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        steps = _Steps(cursor)
+        steps.run(
+            "generic peer: guardian group rows",
+            "INSERT INTO guardian_groupobjectpermission (object_pk, content_type_id, group_id, permission_id) "
+            "SELECT content_object_id::text, %(ct)s, group_id, permission_id "
+            "FROM exchange_pupilitemgroupobjectpermission",
+            {"ct": content_type},
+        )
+        steps.run(
+            "generic peer: guardian user rows",
+            "INSERT INTO guardian_userobjectpermission (object_pk, content_type_id, user_id, permission_id) "
+            "SELECT content_object_id::text, %(ct)s, user_id, permission_id "
+            "FROM exchange_pupilitemuserobjectpermission",
+            {"ct": content_type},
+        )
+        timings.update(steps.timings)
+    return timings
+
+
 def _counts() -> dict[str, int]:
     from django.db import connection
 
@@ -410,6 +443,8 @@ def _counts() -> dict[str, int]:
         "grants": "permissions_grant",
         "guardian_group_rows": "exchange_pupilitemgroupobjectpermission",
         "guardian_user_rows": "exchange_pupilitemuserobjectpermission",
+        "generic_group_rows": "guardian_groupobjectpermission",
+        "generic_user_rows": "guardian_userobjectpermission",
         "groups": "auth_group",
         "users": "auth_user",
         "user_groups": "auth_user_groups",
@@ -465,6 +500,7 @@ def run(*, scale: float, result: Path) -> None:
     users = _measured_users()
     timings["measured users (services)"] = time.perf_counter() - start
     _say(f"measured users through the services in {timings['measured users (services)']:.1f} s")
+    timings.update(_generic_peer_rows())
     start = time.perf_counter()
     with connection.cursor() as cursor:
         # Outside a transaction (autocommit): also sets the visibility map, as autovacuum would.

@@ -3,8 +3,14 @@
 Everything runs in this one process with Django set up against the loaded database (DEBUG off,
 one persistent connection), after a warm-up. Variants are interleaved repetition by repetition
 (with a rotating start) so that drift affects them alike; each sample is the wall time of building
-the queryset and evaluating the first page with ``list()`` (so ``item_list_for_user`` includes its
-membership query, as in the API).
+the queryset and evaluating the first page with ``list()`` (as in the API).
+
+Two guardian peers: ``get_objects_for_user`` on the project's direct foreign-key tables, and the same
+function on guardian's generic tables (``object_pk`` text + content type, loaded with the same rows),
+which is what a project without direct tables runs. Two audit costs: the decision alone
+(``item_get_for_user`` vs ``_decide``) and the whole read as the API serves it (``GET /api/v1/items/<id>``
+through the view: decision, audit, decryption, serialization, JSON rendering) with and without the
+audit append, switched off for the benchmark only (``_audit_skipped``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +162,54 @@ def _execute(statement: tuple[str, Any]) -> list[Any]:
         return list(cursor.fetchall())
 
 
+@contextmanager
+def _audit_skipped() -> Iterator[None]:
+    """Benchmark only: ``permissions.access`` appends no audit event inside the block (same code path otherwise)."""
+    from permissions import access
+
+    append = access.audit_append
+    access.audit_append = lambda **_: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        access.audit_append = append
+
+
+@contextmanager
+def _guardian_generic() -> Iterator[None]:
+    """Inside the block guardian's ``get_objects_for_user`` uses its generic tables for every model.
+
+    guardian picks the direct foreign-key tables when a model has them (``get_*_obj_perms_model``);
+    swapping those two look-ups is the only change, the query is the one guardian builds for generic rows.
+    """
+    from guardian import shortcuts
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    user_model, group_model = shortcuts.get_user_obj_perms_model, shortcuts.get_group_obj_perms_model
+    shortcuts.get_user_obj_perms_model = lambda *_: UserObjectPermission  # type: ignore[assignment]
+    shortcuts.get_group_obj_perms_model = lambda *_: GroupObjectPermission  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        shortcuts.get_user_obj_perms_model, shortcuts.get_group_obj_perms_model = user_model, group_model
+
+
+def _read_items(*, user: Any, organisation_id: str, pupils: list[uuid.UUID], category: str, kind: str) -> list[Any]:
+    """One real (encrypted) item per measured pupil, held by the user's organisation, made through the services.
+
+    The bulk-loaded items have no versions or key wraps; a full read needs something to decrypt.
+    """
+    from exchange import files
+    from exchange.models import Organisation, Pupil
+
+    holder = Organisation.objects.get(pk=organisation_id)
+    body = "Verslag van het zorgoverleg. " * 40  # ~1 KB, a typical note
+    return [
+        files.item_create(pupil=pupil, holder=holder, category=category, kind=kind, title="Zorgoverleg", body=body).pk
+        for pupil in Pupil.objects.filter(pk__in=pupils).order_by("pk")
+    ]
+
+
 Variants = dict[str, Callable[[int], Any]]
 
 
@@ -166,9 +221,10 @@ def _variants(
     compiled: list[tuple[str, Any]],
     page: Callable[[Any], list[Any]],
     peer: Callable[[Any], Any],
+    peer_generic: Callable[[Any], Any],
     decide_without_audit: Callable[[Any, uuid.UUID], str],
 ) -> tuple[Variants, Variants, Variants]:
-    """The timed calls (argument: the repetition number): per-pupil page, all items, audit."""
+    """The timed calls (argument: the repetition number): per-pupil page, all items, audit on the decision."""
     from exchange.models import PupilItem
     from permissions.access import item_get_for_user, item_list_for_user
     from permissions.policy import READ
@@ -188,8 +244,11 @@ def _variants(
     def via_peer(i: int) -> Any:
         return page(peer(user).filter(pupil_id=pupil_of(i)))
 
+    def via_peer_generic(i: int) -> Any:
+        return page(peer_generic(user).filter(pupil_id=pupil_of(i)))
+
     def filtered_orm(i: int) -> Any:
-        # Diagnostic: build the queryset (with its membership query) and compile it, no execution.
+        # Diagnostic: build the queryset and compile it, no execution.
         return item_list_for_user(user=user, pupil_id=pupil_of(i)).order_by(*ORDER)[:PAGE].query.sql_with_params()
 
     def filtered_sql(i: int) -> Any:
@@ -205,6 +264,9 @@ def _variants(
     def peer_all(i: int) -> Any:
         return page(peer(user))
 
+    def peer_generic_all(i: int) -> Any:
+        return page(peer_generic(user))
+
     def audited(i: int) -> Any:
         return item_get_for_user(user=user, item_id=item_of(i), action=READ)
 
@@ -216,10 +278,11 @@ def _variants(
             "filtered": filtered,
             "unfiltered": unfiltered,
             "peer": via_peer,
+            "peer_generic": via_peer_generic,
             "filtered_orm": filtered_orm,
             "filtered_sql": filtered_sql,
         },
-        {"filtered": filtered_all, "unfiltered": unfiltered_all, "peer": peer_all},
+        {"filtered": filtered_all, "unfiltered": unfiltered_all, "peer": peer_all, "peer_generic": peer_generic_all},
         {"audited": audited, "no_audit": no_audit},
     )
 
@@ -231,8 +294,10 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
     from django.contrib.auth.models import User
     from django.db.models import QuerySet
     from guardian.shortcuts import get_objects_for_user
+    from rest_framework.test import APIRequestFactory, force_authenticate
 
-    from exchange.models import PupilItem
+    from exchange.item_apis import ItemDetailApi
+    from exchange.models import Category, ItemKind, PupilItem
     from permissions.access import _decide, item_get_for_user, item_list_for_user
     from permissions.models import AuditEvent
     from permissions.policy import READ
@@ -244,6 +309,27 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
 
     def peer(user: Any) -> QuerySet[PupilItem]:
         return get_objects_for_user(user, "exchange.view_pupilitem", klass=PupilItem, accept_global_perms=False)
+
+    def peer_generic(user: Any) -> QuerySet[PupilItem]:
+        with _guardian_generic():
+            return get_objects_for_user(user, "exchange.view_pupilitem", klass=PupilItem, accept_global_perms=False)
+
+    detail_view = ItemDetailApi.as_view()
+    factory = APIRequestFactory()
+
+    def api_read(user: Any, item_id: uuid.UUID) -> bytes:
+        """``GET /api/v1/items/<id>`` through the view: decision, audit, decryption, serialization, JSON."""
+        request = factory.get(f"/api/v1/items/{item_id}")
+        force_authenticate(request, user=user)
+        response = detail_view(request, item_id=item_id)
+        response.render()
+        if response.status_code != 200:
+            raise SystemExit(f"GET /api/v1/items/{item_id}: {response.status_code}")
+        return bytes(response.content)
+
+    def api_read_no_audit(user: Any, item_id: uuid.UUID) -> bytes:
+        with _audit_skipped():
+            return api_read(user, item_id)
 
     def decide_without_audit(user: Any, item_id: uuid.UUID) -> str:
         """What ``item_get_for_user(action="read")`` queries (``_decide``), without the audit append."""
@@ -259,20 +345,23 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         _say(f"{key}: {user.username}, {len(pupils)} pupils")
 
         # --- Correctness of what is timed (outside the timing) ----------------------------------
-        checks: dict[str, Any] = {"pupils_checked": 0, "mismatches": 0, "peer_differs": 0}
+        checks: dict[str, Any] = {"pupils_checked": 0, "mismatches": 0, "peer_differs": 0, "peer_generic_differs": 0}
         visible_items: list[uuid.UUID] = []
-        rows_filtered, rows_unfiltered, rows_peer = [], [], []
+        rows_filtered, rows_unfiltered, rows_peer, rows_generic = [], [], [], []
         for pupil in pupils:
             got = [i.pk for i in page(item_list_for_user(user=user, pupil_id=pupil))]
             want = expected_visible(user, pupil)
             via_peer = [i.pk for i in page(peer(user).filter(pupil_id=pupil))]
+            via_generic = [i.pk for i in page(peer_generic(user).filter(pupil_id=pupil))]
             checks["pupils_checked"] += 1
             checks["mismatches"] += set(got) != want
             checks["peer_differs"] += set(via_peer) != set(got)
+            checks["peer_generic_differs"] += set(via_generic) != set(got)
             visible_items.extend(got)
             rows_filtered.append(len(got))
             rows_unfiltered.append(len(page(PupilItem.objects.filter(pupil_id=pupil))))
             rows_peer.append(len(via_peer))
+            rows_generic.append(len(via_generic))
         if not visible_items:
             raise SystemExit(f"{key}: item_list_for_user returns nothing for the measured pupils: {checks}")
         if checks["mismatches"]:
@@ -281,8 +370,10 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "filtered": len(page(item_list_for_user(user=user))),
             "unfiltered": len(page(PupilItem.objects.all())),
             "peer": len(page(peer(user))),
+            "peer_generic": len(page(peer_generic(user))),
             "filtered_total": item_list_for_user(user=user).count(),
             "peer_total": peer(user).count(),
+            "peer_generic_total": peer_generic(user).count(),
         }
         rules = {}
         for item_id in visible_items:
@@ -309,6 +400,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             compiled=compiled,
             page=page,
             peer=peer,
+            peer_generic=peer_generic,
             decide_without_audit=decide_without_audit,
         )
         _say(f"{key}: per-pupil page, {reps} repetitions after {warmup} warm-up")
@@ -322,6 +414,29 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         audit_samples = _interleaved(audit_variants, reps=reps, warmup=warmup, budget_s=budget_s)
         appended = AuditEvent.objects.count() - events_before
 
+        # --- Audit on the whole read, as the API serves it -------------------------------------
+        read_items = _read_items(
+            user=user,
+            organisation_id=info["organisation_id"],
+            pupils=pupils,
+            category=Category.CAREER if key == "care" else Category.GUIDANCE,
+            kind=ItemKind.DOCUMENT if key == "care" else ItemKind.NOTE,
+        )
+        for item_id in read_items:
+            if api_read(user, item_id) != api_read_no_audit(user, item_id):
+                raise SystemExit(f"{key}: the read with and without audit differ for {item_id}")
+        events_before = AuditEvent.objects.count()
+        read_variants: Variants = {
+            "audited": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
+            "no_audit": lambda i, u=user, ids=read_items: api_read_no_audit(u, ids[i % len(ids)]),
+        }
+        _say(f"{key}: GET /api/v1/items/<id> with and without audit, {reps} repetitions over {len(read_items)} items")
+        read_samples = _interleaved(read_variants, reps=reps, warmup=warmup, budget_s=budget_s)
+        read_appended = AuditEvent.objects.count() - events_before
+        expected = len(read_samples["audited"]) + warmup
+        if read_appended != expected:
+            raise SystemExit(f"{key}: {read_appended} audit events for {expected} audited reads")
+
         out["users"][key] = {
             "username": user.username,
             "pupils": len(pupils),
@@ -330,14 +445,23 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
                 "filtered": statistics.fmean(rows_filtered),
                 "unfiltered": statistics.fmean(rows_unfiltered),
                 "peer": statistics.fmean(rows_peer),
+                "peer_generic": statistics.fmean(rows_generic),
             },
             "rows_all": rows_all,
             "per_pupil": {name: stats(s) for name, s in pupil_samples.items()},
             "all_items": {name: stats(s) for name, s in all_samples.items()},
             "audit": {name: stats(s) for name, s in audit_samples.items()},
             "audit_events_appended": appended,
+            "read": {name: stats(s) for name, s in read_samples.items()},
+            "read_events_appended": read_appended,
+            "read_bytes": len(api_read_no_audit(user, read_items[0])),
         }
-        for scope, samples in (("per pupil", pupil_samples), ("all", all_samples), ("audit", audit_samples)):
+        for scope, samples in (
+            ("per pupil", pupil_samples),
+            ("all", all_samples),
+            ("audit", audit_samples),
+            ("read", read_samples),
+        ):
             summary = ", ".join(
                 f"{name} p50 {stats(s)['p50']:.2f} / p95 {stats(s)['p95']:.2f} ms (n={len(s)})"
                 for name, s in samples.items()
@@ -350,9 +474,11 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "filtered_pupil": item_list_for_user(user=user, pupil_id=first).order_by(*ORDER)[:PAGE],
             "unfiltered_pupil": PupilItem.objects.filter(pupil_id=first).order_by(*ORDER)[:PAGE],
             "peer_pupil": peer(user).filter(pupil_id=first).order_by(*ORDER)[:PAGE],
+            "peer_generic_pupil": peer_generic(user).filter(pupil_id=first).order_by(*ORDER)[:PAGE],
             "filtered_all": item_list_for_user(user=user).order_by(*ORDER)[:PAGE],
             "unfiltered_all": PupilItem.objects.all().order_by(*ORDER)[:PAGE],
             "peer_all": peer(user).order_by(*ORDER)[:PAGE],
+            "peer_generic_all": peer_generic(user).order_by(*ORDER)[:PAGE],
         }
         out["explain"][key] = {}
         explained = [(name, queryset, True) for name, queryset in plans.items()]
