@@ -110,7 +110,6 @@ def handover_plan_for_enrolment(*, enrolment: Enrolment) -> list[Handover]:
 class _Context:
     """What planning a batch needs, read with one query per kind of row (never per enrolment)."""
 
-    day: date
     enrolments_by_pupil: dict[Any, list[tuple[date, Any, Any]]]
     organisations: dict[Any, Organisation]
     dossier_clb: dict[Any, Any]
@@ -134,7 +133,7 @@ class _Context:
         return None
 
 
-def _context(enrolments: list[Enrolment], day: date) -> _Context:
+def _context(enrolments: list[Enrolment]) -> _Context:
     pupil_ids = {e.pupil_id for e in enrolments}
     by_pupil: dict[Any, list[tuple[date, Any, Any]]] = defaultdict(list)
     for pupil_id, start, pk, school_id in Enrolment.objects.filter(pupil_id__in=pupil_ids).values_list(
@@ -149,7 +148,6 @@ def _context(enrolments: list[Enrolment], day: date) -> _Context:
     wanted = school_ids | set(dossier_clb.values()) | {a.clb_id for rows in agreements.values() for a in rows}
     organisations = {o.pk: o for o in Organisation.objects.filter(pk__in=wanted)}
     return _Context(
-        day=day,
         enrolments_by_pupil=by_pupil,
         organisations=organisations,
         dossier_clb=dossier_clb,
@@ -249,7 +247,7 @@ def handover_plan_for_enrolments(*, enrolments: list[Enrolment]) -> list[Handove
         return []
     now = timezone.now()
     day = timezone.localdate(now)
-    context = _context(enrolments, day)
+    context = _context(enrolments)
     # (enrolment, kind, from, to, effective, table) per handover to plan
     wanted: list[tuple[Enrolment, str, Organisation, Organisation, datetime, dict[str, tuple[bool, str]]]] = []
     for enrolment in enrolments:
