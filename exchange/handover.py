@@ -86,12 +86,9 @@ def objection_deadline_for(organisation: Organisation, notified: datetime) -> da
 
 
 def clb_of_school(school: Organisation, day: date) -> Organisation | None:
-    agreement = (
-        CooperationAgreement.objects.filter(Q(end__isnull=True) | Q(end__gte=day), school=school, start__lte=day)
-        .select_related("clb")
-        .first()
-    )
-    return agreement.clb if agreement else None
+    """The CLB whose cooperation agreement with ``school`` is in force on ``day``."""
+    agreements = CooperationAgreement.objects.filter(school=school, start__lte=day).select_related("clb")
+    return next((a.clb for a in agreements.order_by("start", "id") if a.covers(day)), None)
 
 
 def _events(rows: Iterable[tuple[Handover, str, str]], at: datetime) -> None:
@@ -128,7 +125,7 @@ class _Context:
 
     def clb_of(self, school_id: Any, day: date) -> Organisation | None:
         for agreement in self.agreements.get(school_id, []):
-            if agreement.start <= day and (agreement.end is None or agreement.end >= day):
+            if agreement.covers(day):
                 return self.organisations[agreement.clb_id]
         return None
 

@@ -136,6 +136,10 @@ class CooperationAgreement(models.Model):
     def __str__(self) -> str:
         return f"{self.school.name} ↔ {self.clb.name} from {self.start}"
 
+    def covers(self, day: date) -> bool:
+        """The agreement is in force on ``day`` (start and end inclusive; no end means open)."""
+        return self.start <= day and (self.end is None or self.end >= day)
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.school_id and self.school.kind != OrganisationKind.SCHOOL:
