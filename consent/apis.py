@@ -139,7 +139,7 @@ class ConsentCreateApi(APIView):
         purpose = serializers.ChoiceField(choices=Purpose.choices)
         recipient = serializers.UUIDField(help_text="The school")
         scope_kind = serializers.ChoiceField(choices=ScopeKind.choices)
-        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
         categories = serializers.ListField(
             child=serializers.ChoiceField(choices=Category.choices), required=False, default=list
         )
@@ -258,7 +258,7 @@ class ShareCreateApi(APIView):
         school = serializers.UUIDField()
         summary_title = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
         summary_body = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
-        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
 
     @extend_schema(
         operation_id="pupils_shares_create",
@@ -322,7 +322,7 @@ class ConcernCreateApi(APIView):
         ground = serializers.ChoiceField(choices=ConcernGround.choices)
         recipient = serializers.ChoiceField(choices=ConcernRecipient.choices)
         justification = serializers.CharField(max_length=20_000)
-        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+        items = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=1000)
 
     @extend_schema(
         operation_id="pupils_concerns_create",

@@ -11,8 +11,10 @@ membership × rule: Django spent ~80 % of a list call compiling those (docs/perf
 compiled once per action (module-level cache): the user's active memberships and their
 organisations are joined inside the statement, so a list or a decision is ONE statement with no
 membership query before it, and a role or membership change counts from the next call. Every
-value is a bound parameter (per call only the user, the clock, the item and guardian's permission
-id); only table and column names, taken from the models, are in the text.
+value that comes from a request or the database is a bound parameter (per call only the user, the
+clock, the pupil, the item and guardian's permission id); in the text are table and column names,
+taken from the models, and the policy table's own codes (``_Sql.among``), so that on PostgreSQL the
+statement text never changes and is prepared once per connection (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from permissions.audit import audit_append
 from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
 from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
+from permissions.prepared import ServerBoundQuerySet, server_bound
 
 
 class Action:
@@ -94,14 +97,24 @@ class _Sql:
         self._values.append(value)
         return f"%(lp{len(self._values) - 1})s"
 
-    def values(self, values: Iterable[Any]) -> str:
-        return ", ".join(self.p(v) for v in sorted(values))
+    CODE = re.compile(r"[a-z0-9_|]+")
 
-    def among(self, expression: str, values: Iterable[str]) -> str:
-        """``expression`` is one of ``values``: one array parameter on PostgreSQL, a list elsewhere."""
+    def among(self, expression: str, codes: Iterable[str]) -> str:
+        """``expression`` is one of ``codes``: policy-table constants (kinds, roles, bases, categories joined
+        by ``|``), written into the text as literals, never values from a request.
+
+        As literals they are parsed once when the statement is prepared; as a bound array (~300 keys) every
+        call sent and parsed them again, which cost more than running the statement. Each code must match
+        ``CODE`` (no quote can reach the SQL), checked when the statement is compiled.
+        """
+        ordered = sorted(codes)
+        for code in ordered:
+            if not self.CODE.fullmatch(code):
+                raise ValueError(f"not a policy code: {code!r}")
+        literals = ", ".join("'" + code + "'" for code in ordered)  # no braces: the text is str.format()ted later
         if self.vendor == "postgresql":
-            return f"{expression} = ANY({self.p(sorted(values))})"
-        return f"{expression} IN ({self.values(values)})"
+            return f"{expression} = ANY(ARRAY[{literals}]::text[])"
+        return f"{expression} IN ({literals})"
 
     def finish(self, sql: str) -> tuple[str, list[Any]]:
         params = [self._values[int(n)] for n in self.PLACEHOLDER.findall(sql)]
@@ -135,9 +148,15 @@ class _Predicate(Expression):
         self.columns = list(exprs)
 
     def as_sql(self, compiler: SQLCompiler, connection: Any) -> tuple[str, list[Any]]:
-        names = {name: compiler.compile(column)[0] for name, column in zip(self.COLUMNS, self.columns, strict=True)}
+        names = tuple(compiler.compile(column)[0] for column in self.columns)
         fence = " OFFSET 0" if self.fence and connection.vendor == "postgresql" else ""
-        return "(" + self.sql.format(fence=fence, **names) + ")", [_adapt(value, connection) for value in self.params]
+        return _formatted(self.sql, fence, names), [_adapt(value, connection) for value in self.params]
+
+
+@functools.lru_cache(maxsize=64)
+def _formatted(sql: str, fence: str, names: tuple[str, ...]) -> str:
+    """The predicate's text for the outer row's column names (the same few per query shape: cached)."""
+    return "(" + sql.format(fence=fence, **dict(zip(_Predicate.COLUMNS, names, strict=True))) + ")"
 
 
 def _adapt(value: Any, connection: Any) -> Any:
@@ -368,7 +387,10 @@ def item_list_for_user(*, user: Any, pupil_id: uuid.UUID | None = None, action: 
         sql, _bind(params, user=user.pk, now=timezone.now(), perm=view_permission_id()), fence=pupil_id is not None
     )
     if pupil_id is not None:
-        return PupilItem.objects.filter(predicate, shredded_at__isnull=True, pupil_id=pupil_id)
+        # What the endpoints run: prepared once per connection (permissions.prepared).
+        return ServerBoundQuerySet(model=PupilItem).filter(predicate, shredded_at__isnull=True, pupil_id=pupil_id)
+    # Without a pupil the best plan depends on how many grants the organisations hold: planned per call
+    # (a generic plan was 1.3x slower for a CLB worker, docs/performance.md).
     return PupilItem.objects.filter(predicate, shredded_at__isnull=True)
 
 
@@ -459,7 +481,7 @@ def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
             params, user=getattr(user, "pk", None), now=timezone.now(), item=item_pk, perm=view_permission_id()
         )
     ]
-    with connection.cursor() as cursor:
+    with server_bound(), connection.cursor() as cursor:
         cursor.execute(sql.replace("{fence}", fence), bound)
         rows = cursor.fetchall()
     if not rows:

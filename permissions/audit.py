@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from permissions.bulk import insert_rows
 from permissions.models import AuditEvent, AuditHead
+from permissions.prepared import server_bound
 
 GENESIS = "0" * 64
 
@@ -145,7 +146,7 @@ def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
         f" UPDATE {head_table} SET sequence = event.sequence, hash = event.hash FROM event"
         f" WHERE {head_table}.id = 1 RETURNING event.id, event.sequence, event.prev_hash, event.hash"
     )
-    with connection.cursor() as cursor:
+    with server_bound(), connection.cursor() as cursor:
         cursor.execute(sql, [prefix, *prepared])
         row = cursor.fetchone()
         if row is None:  # the first event ever: create the head, then append

@@ -20,7 +20,7 @@ from rest_framework.exceptions import NotFound
 
 from exchange import files, services
 from exchange.models import Category, ItemKind, Membership, PupilItem, PupilItemGroupObjectPermission, Role
-from permissions.access import Action, item_get_for_user, item_list_for_user
+from permissions.access import Action, _Sql, item_get_for_user, item_list_for_user
 from permissions.audit import audit_append, audit_verify
 from permissions.grants import GrantSpec, grants_create, grants_revoke, view_permission_id
 from permissions.models import AuditEvent, AuditHead, AuditOutcome, Basis, Grant, Shield
@@ -271,6 +271,35 @@ def test_ids_are_bound_parameters_not_sql_text(world) -> None:
     assert user.pk in params
     other_sql, _ = item_list_for_user(user=world.users["care_a"], pupil_id=world.lotte.pk).query.sql_with_params()
     assert other_sql == sql
+
+
+def test_only_policy_codes_are_written_into_the_text() -> None:
+    """The policy table's codes are SQL literals (parsed once per prepared statement); anything that is not a
+    plain code is refused when the statement is compiled, so no quote can reach the text."""
+    for vendor in ("postgresql", "sqlite"):
+        q = _Sql(vendor)
+        assert "'school|care_team'" in q.among("k", {"school|care_team"})
+        for bad in ("x'; DROP TABLE permissions_grant; --", "Care", "a b", "a%s", "{x}"):
+            with pytest.raises(ValueError, match="not a policy code"):
+                q.among("k", {bad})
+
+
+@pytest.mark.postgres
+def test_need_to_know_statements_are_prepared_once_per_connection(world) -> None:
+    """On PostgreSQL the list, the decision and the audit append keep one text per action, so psycopg
+    prepares each after five calls and the server stops planning them (docs/operations.md)."""
+    user = world.users["care_a"]
+    item = _item(world, "A", Category.CAREER)
+    assert _listed(user, item)
+    for _ in range(7):
+        list(item_list_for_user(user=user, pupil_id=world.lotte.pk))
+        item_get_for_user(user=user, item_id=item.pk, action=READ)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('"permissions_grant" lp_g' in text and "lp_gp" in text and "LIMIT" not in text for text in prepared)
+    assert any(text.startswith("SELECT lp_i.") for text in prepared)  # the decision
+    assert any(text.startswith("WITH head AS") for text in prepared)  # the audit append
 
 
 def test_acc5_append_keeps_the_chain_with_awkward_text(world) -> None:

@@ -88,6 +88,13 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+elif env.bool("LP_DB_PREPARED_STATEMENTS", default=True):
+    # Django binds parameters on the client (ClientCursor, never prepared). The need-to-know statements
+    # (a pupil's items, the decision on one item, the audit append) run server-bound instead
+    # (permissions.prepared) and psycopg prepares each once a connection has run it this many times:
+    # they cost more to plan than to run. Off behind a pooler that cannot keep prepared statements
+    # (docs/operations.md).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
