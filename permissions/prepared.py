@@ -28,7 +28,8 @@ def server_bound(using: str = "default") -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
-    from django.db.backends.postgresql.base import ServerBindingCursor  # psycopg 3 only, like the settings
+    # Defined by Django for psycopg 3 only (the stubs do not know it); the project requires psycopg 3.
+    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
     connection.ensure_connection()
     raw = connection.connection

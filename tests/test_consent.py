@@ -3,8 +3,10 @@ and DOMAIN.md scenario 5."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -186,6 +188,19 @@ def test_s3_selected_items_within_the_consent_never_the_whole_dossier(world) -> 
         .status_code
         == 400
     )
+
+
+def test_s3_more_item_ids_than_a_file_holds_are_refused_before_any_lookup(world) -> None:
+    """S-3 selects items one by one; 1,001 ids is no selection (and would exceed a bound statement): 400."""
+    many = [str(uuid.uuid4()) for _ in range(1001)]
+    response = world.client("worker_x").post(
+        f"/api/v1/pupils/{world.lotte.id}/consents/create",
+        consent_payload(world, scope_kind="items", items=many),
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "1000" in json.dumps(response.json())
+    assert not Consent.objects.exists()
 
 
 def test_s1_only_involved_clb_staff_share(world) -> None:
