@@ -361,8 +361,11 @@ def render(
         f"({'10 % of the full size, ' if quick else ''}{plan.reps} repetitions after {plan.warmup} warm-up, "
         "variants interleaved with a rotating start). Each sample is the wall time of building the queryset and "
         '`list()` of `order_by("-created_at", "id")[:50]` in one Django process (`DJANGO_DEBUG=false`, one '
-        "persistent connection, loopback); `item_list_for_user` is one statement (the memberships are joined "
-        "inside it). Peers = "
+        "persistent connection, loopback, the project's settings: the per-pupil list, the decision and the audit "
+        "append are bound on the server and prepared after five runs, everything else, the unfiltered queries and "
+        "the peers included, is bound on the client as Django does; docs/operations.md); `item_list_for_user` is "
+        "one statement (the memberships are joined inside it; the policy table's codes are literals in its text, "
+        "per call only the user, the clock, the pupil and guardian's permission id are bound). Peers = "
         '`guardian.shortcuts.get_objects_for_user(u, "exchange.view_pupilitem", klass=PupilItem, '
         "accept_global_perms=False)`: **generic** on guardian's `GroupObjectPermission`/`UserObjectPermission` "
         "(`object_pk` text + content type; guardian's own query, with only its choice of table model switched; "
