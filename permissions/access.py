@@ -148,15 +148,9 @@ class _Predicate(Expression):
         self.columns = list(exprs)
 
     def as_sql(self, compiler: SQLCompiler, connection: Any) -> tuple[str, list[Any]]:
-        names = tuple(compiler.compile(column)[0] for column in self.columns)
+        names = {name: compiler.compile(column)[0] for name, column in zip(self.COLUMNS, self.columns, strict=True)}
         fence = " OFFSET 0" if self.fence and connection.vendor == "postgresql" else ""
-        return _formatted(self.sql, fence, names), [_adapt(value, connection) for value in self.params]
-
-
-@functools.lru_cache(maxsize=64)
-def _formatted(sql: str, fence: str, names: tuple[str, ...]) -> str:
-    """The predicate's text for the outer row's column names (the same few per query shape: cached)."""
-    return "(" + sql.format(fence=fence, **dict(zip(_Predicate.COLUMNS, names, strict=True))) + ")"
+        return "(" + self.sql.format(fence=fence, **names) + ")", [_adapt(value, connection) for value in self.params]
 
 
 def _adapt(value: Any, connection: Any) -> Any:
