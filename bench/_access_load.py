@@ -272,19 +272,22 @@ def _bulk_load(shape: Shape, *, enrolment_start: date, school_year: str, view_pe
         steps.run(
             "holder grants (S-0)",
             "INSERT INTO permissions_grant (id, basis, rule, source_type, source_id, valid_from, valid_until, "
-            "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id) "
+            "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id, "
+            "item_pupil_id, item_category, item_health, item_created_at) "
             "SELECT gen_random_uuid(), 'holder', 'S-0', '', %(none)s, i.created_at, NULL, NULL, i.created_at, "
-            "NULL, i.id, i.holder_id, NULL, NULL FROM exchange_pupilitem i",
+            "NULL, i.id, i.holder_id, NULL, NULL, i.pupil_id, i.category, i.health, i.created_at "
+            "FROM exchange_pupilitem i",
             {"none": NO_SOURCE},
         )
         steps.run(
             "enrolment grants (T-SCH-2)",
             "INSERT INTO permissions_grant (id, basis, rule, source_type, source_id, valid_from, valid_until, "
-            "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id) "
+            "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id, "
+            "item_pupil_id, item_category, item_health, item_created_at) "
             "SELECT gen_random_uuid(), 'enrolment', 'T-SCH-2', 'enrolment', e.id, "
             "(e.start::timestamp AT TIME ZONE 'Europe/Brussels'), "
             'CASE WHEN e."end" IS NOT NULL THEN ((e."end" + 1)::timestamp AT TIME ZONE \'Europe/Brussels\') END, '
-            "NULL, now(), NULL, i.id, e.school_id, NULL, NULL "
+            "NULL, now(), NULL, i.id, e.school_id, NULL, NULL, i.pupil_id, i.category, i.health, i.created_at "
             "FROM exchange_pupilitem i JOIN exchange_enrolment e ON e.pupil_id = i.pupil_id "
             "WHERE i.category = 'report' AND i.holder_id <> e.school_id AND i.shredded_at IS NULL",
         )

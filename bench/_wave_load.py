@@ -365,17 +365,20 @@ def load(*, pupils: int, extra_pupils: int = 0, seed: int = 20260901) -> Loaded:
     grants = timer.run(
         "holder grants (S-0)",
         "INSERT INTO permissions_grant (id, basis, rule, source_type, source_id, valid_from, valid_until, "
-        "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id) "
+        "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id, "
+        "item_pupil_id, item_category, item_health, item_created_at) "
         "SELECT gen_random_uuid(), 'holder', 'S-0', '', %(none)s, %(now)s, NULL, NULL, %(now)s, "
-        "NULL, i.id, i.holder_id, NULL, NULL FROM exchange_pupilitem i",
+        "NULL, i.id, i.holder_id, NULL, NULL, i.pupil_id, i.category, i.health, i.created_at "
+        "FROM exchange_pupilitem i",
         {"none": NO_SOURCE, "now": now},
     )
     grants += timer.run(
         "enrolment grants (T-SCH-2)",
         "INSERT INTO permissions_grant (id, basis, rule, source_type, source_id, valid_from, valid_until, "
-        "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id) "
+        "revoked_at, created_at, created_by_id, item_id, organisation_id, revoked_by_id, user_id, "
+        "item_pupil_id, item_category, item_health, item_created_at) "
         "SELECT gen_random_uuid(), 'enrolment', 'T-SCH-2', 'enrolment', e.id, %(from)s, NULL, NULL, %(now)s, "
-        "NULL, i.id, e.school_id, NULL, NULL "
+        "NULL, i.id, e.school_id, NULL, NULL, i.pupil_id, i.category, i.health, i.created_at "
         "FROM exchange_pupilitem i JOIN exchange_enrolment e ON e.pupil_id = i.pupil_id "
         "WHERE i.category = 'report' AND i.holder_id <> e.school_id",
         {"from": datetime.combine(year_start, datetime.min.time(), tzinfo=tz), "now": now},

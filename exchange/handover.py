@@ -343,17 +343,27 @@ def _advance(handovers: list[Handover], now: datetime) -> int:
     wanted = {(h.pk, True) for h in planned} | {(h.pk, False) for h in moving}
     rows = HandoverItem.objects.filter(
         handover_id__in={handover_id for handover_id, _mandatory in wanted}, item__shredded_at__isnull=True
-    ).values_list("handover_id", "mandatory", "rule", "item_id", "item__pupil_id", "item__holder_id", "item__category")
+    ).values_list(
+        "handover_id",
+        "mandatory",
+        "rule",
+        "item_id",
+        "item__pupil_id",
+        "item__holder_id",
+        "item__category",
+        "item__health",
+        "item__created_at",
+    )
     specs = [
         GrantSpec(
-            item=ItemRef(item_id, pupil_id, holder_id, category),
+            item=ItemRef(item_id, pupil_id, holder_id, category, health, created_at),
             organisation=by_id[handover_id].to_organisation,
             basis=Basis.MANDATORY_TRANSFER if mandatory else Basis.HANDOVER,
             rule=rule,
             source_type="handover",
             source_id=handover_id,
         )
-        for handover_id, mandatory, rule, item_id, pupil_id, holder_id, category in rows
+        for handover_id, mandatory, rule, item_id, pupil_id, holder_id, category, health, created_at in rows
         if (handover_id, mandatory) in wanted
     ]
     for handover in kept:

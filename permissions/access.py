@@ -24,7 +24,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -388,6 +388,172 @@ def item_list_for_user(*, user: Any, pupil_id: uuid.UUID | None = None, action: 
     return PupilItem.objects.filter(predicate, shredded_at__isnull=True)
 
 
+# --------------------------------------------------------------------------------------------
+# The feed: everything a user may see, newest item first, one page at a time
+# --------------------------------------------------------------------------------------------
+
+_READER = _PerCall("reader")  # the membership's "kind|role"
+_ORGANISATION = _PerCall("organisation")
+_BEFORE_AT = _PerCall("before_at")
+_BEFORE_ID = _PerCall("before_id")
+_LIMIT = _PerCall("limit")
+
+# The first page starts after this key (no item is created so late).
+FEED_START = (datetime(9999, 12, 31, tzinfo=UTC), uuid.UUID(int=0))
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of ``item_feed_for_user``: the items, newest first, and the key to continue after (None at the end)."""
+
+    items: list[PupilItem]
+    next_key: tuple[datetime, uuid.UUID] | None
+
+
+@functools.cache
+def _feed_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """One membership's walk over its organisation's grants, newest item first (grant_org_feed_idx), keeping the
+    grants the policy table allows, up to a limit. The item's columns are the grant's copies (``Grant.ITEM_COPIES``),
+    so a grant row is tested without reading its item; every subquery is fenced, so that each one stays a small
+    subplan run per walked row and the walk stops at the limit instead of the planner joining whole tables."""
+    g = Grant
+    q = _Sql(vendor)
+    copies = {
+        "id": f"lp_g.{_column(g, 'item')}",
+        "pupil_id": f"lp_g.{_column(g, 'item_pupil_id')}",
+        "category": f"lp_g.{_column(g, 'item_category')}",
+        "health": f"lp_g.{_column(g, 'item_health')}",
+    }
+    reader = q.p(_READER)
+    organisation = q.p(_ORGANISATION)
+    conditions = [
+        _policy_sql(q, action=action)
+        .replace(_reader_sql(), reader)
+        .replace(f"lp_m.{_column(Membership, 'organisation')}", f"lp_g.{_column(g, 'organisation')}")
+    ]
+    if action == READ:
+        conditions.append(_guardian_sql(q))
+    created, item = f"lp_g.{_column(g, 'item_created_at')}", f"lp_g.{_column(g, 'item')}"
+    before_at, before_id = q.p(_BEFORE_AT), q.p(_BEFORE_ID)
+    sql = (
+        f"SELECT {item}, {created} FROM {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
+        f" WHERE lp_g.{_column(g, 'organisation')} = {organisation}"
+        # After the key in the order (created_at DESC, id): the first part is an index condition.
+        f" AND {created} <= {before_at} AND ({created} < {before_at} OR {item} > {before_id})"
+        f" AND {_active_grant(q)} AND {' AND '.join(f'({c})' for c in conditions)}"
+        f" ORDER BY {created} DESC, {item} LIMIT {q.p(_LIMIT)}"
+    )
+    fence = " OFFSET 0" if vendor == "postgresql" else ""
+    compiled, params = q.finish(sql.format(fence=fence, **copies))
+    return compiled, tuple(params)
+
+
+def item_feed_for_user(
+    *, user: Any, after: tuple[datetime, uuid.UUID] | None = None, limit: int = 50, action: str = READ
+) -> FeedPage:
+    """The items the user may act on, newest first (``created_at`` descending, then ``id``), ``limit`` of them
+    after the key ``after`` (keyset pagination: no offset, a page costs the same however deep).
+
+    The same decision as ``item_list_for_user`` (the policy table, the grants ledger and the guardian projection),
+    taken per membership by walking its organisation's grants in feed order and stopping once the page is full;
+    the pages of the memberships are merged and an item reached by several grants is shown once. One query for
+    the memberships, one walk per membership (one for almost everyone), one for the page's items.
+    """
+    if not getattr(user, "is_authenticated", False) or limit < 1:
+        return FeedPage(items=[], next_key=None)
+    sql, params = _feed_statement(action, connection.vendor)
+    memberships = _feed_memberships(user)
+    now = timezone.now()
+    key = after or FEED_START
+    order: list[uuid.UUID] = []
+    seen: set[uuid.UUID] = set()
+    more = False
+    with server_bound(), connection.cursor() as cursor:
+        while True:
+            walked: list[tuple[datetime, uuid.UUID]] = []
+            complete = True  # every walk returned all its rows after the key
+            for organisation, reader in memberships:
+                values = _bind(
+                    params,
+                    user=user.pk,
+                    now=now,
+                    perm=view_permission_id(),
+                    reader=reader,
+                    organisation=organisation,
+                    before_at=key[0],
+                    before_id=key[1],
+                    limit=limit,
+                )
+                cursor.execute(sql, [_adapt(value, connection) for value in values])
+                rows = cursor.fetchall()
+                complete = complete and len(rows) < limit
+                walked.extend((_to_datetime(created), PupilItem._meta.pk.to_python(item)) for item, created in rows)
+            # The walks merged in feed order. The first ``limit`` rows of the merge are the first ``limit`` of all
+            # the memberships' grants: each walk is complete up to its own ``limit`` rows.
+            walked.sort(key=lambda row: row[1].int)
+            walked.sort(key=lambda row: row[0], reverse=True)
+            consumed = 0
+            for created, item in walked[:limit]:
+                consumed += 1
+                key = (created, item)
+                if item not in seen:
+                    seen.add(item)
+                    order.append(item)
+                    if len(order) == limit:
+                        break
+            unseen_rest = any(item not in seen for _created, item in walked[consumed:])
+            if len(order) == limit:
+                more = unseen_rest or not complete
+                break
+            if complete and not unseen_rest:
+                break
+            # Grants of items already on the page filled the walk: continue after the last one read.
+    found = {item.pk: item for item in _items_by_id(order)}
+    items = [found[pk] for pk in order if pk in found]
+    return FeedPage(items=items, next_key=key if more else None)
+
+
+def _feed_memberships(user: Any) -> list[tuple[Any, str]]:
+    """The user's active memberships as (organisation id, "kind|role"), as ``membership_list_for_user``."""
+    q = _Sql(connection.vendor)
+    sql, params = q.finish(
+        f"SELECT lp_m.{_column(Membership, 'organisation')}, {_reader_sql()} FROM {_memberships_sql()}"  # noqa: S608 - names from model metadata, values bound
+        f" WHERE {_user_memberships_sql(q)}"
+    )
+    with server_bound(), connection.cursor() as cursor:
+        cursor.execute(sql, _bind(params, user=user.pk))
+        return [(Organisation._meta.pk.to_python(org), reader) for org, reader in cursor.fetchall()]
+
+
+def _items_by_id(ids: list[uuid.UUID]) -> list[PupilItem]:
+    """The page's items (not shredded), read with one statement: prepared on PostgreSQL (one array parameter)."""
+    if not ids:
+        return []
+    i = PupilItem
+    columns = ", ".join(_columns(i, "lp_i"))
+    where = f"lp_i.{_column(i, 'id')}"
+    if connection.vendor == "postgresql":
+        where += " = ANY(%s::uuid[])"
+        params: list[Any] = [ids]
+    else:
+        where += f" IN ({', '.join(['%s'] * len(ids))})"
+        params = [_adapt(pk, connection) for pk in ids]
+    sql = f"SELECT {columns} FROM {_table(i)} lp_i WHERE {where} AND lp_i.{_column(i, 'shredded_at')} IS NULL"  # noqa: S608 - names from model metadata, values bound
+    with server_bound(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return _rows_to_models(PupilItem, rows, connection)
+
+
+def _to_datetime(value: Any) -> datetime:
+    """A walked ``item_created_at`` as the ORM reads it (SQLite returns text)."""
+    column = Grant._meta.get_field("item_created_at").get_col(Grant._meta.db_table)
+    for converter in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
+        value = converter(value, column, connection)
+    converted: datetime = value
+    return converted
+
+
 @dataclass(frozen=True)
 class _Decision:
     item: PupilItem
@@ -457,6 +623,26 @@ def _from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any
             value = converter(value, col, connection)
         converted.append(value)
     return model.from_db(connection.alias, [field.attname for field in model._meta.concrete_fields], converted)
+
+
+def _rows_to_models(model: type[Model], rows: Sequence[Sequence[Any]], connection: Any) -> list[Any]:
+    """Model instances from raw rows of all the model's concrete columns, converted as the ORM converts them."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for n, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        found = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+        if found:
+            converters.append((n, col, found))
+    names = [field.attname for field in fields]
+    instances = []
+    for row in rows:
+        values = list(row)
+        for n, col, found in converters:
+            for converter in found:
+                values[n] = converter(values[n], col, connection)
+        instances.append(model.from_db(connection.alias, names, values))
+    return instances
 
 
 def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:

@@ -94,6 +94,8 @@ class ItemRef(NamedTuple):
     pupil_id: uuid.UUID
     holder_id: uuid.UUID
     category: str
+    health: bool
+    created_at: datetime
 
 
 Item = PupilItem | ItemRef
@@ -221,6 +223,7 @@ def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose
             "valid_until",
             "created_by",
             "created_at",
+            *Grant.ITEM_COPIES,
         ),
         [
             (
@@ -236,6 +239,7 @@ def grants_create(*, specs: Iterable[GrantSpec], created_by: Any = None, purpose
                 s.valid_until,
                 actor_id,
                 now,
+                *(getattr(s.item, column) for column in Grant.ITEM_COPIES.values()),
             )
             for s in specs
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -131,6 +132,23 @@ class Grant(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Copies of the item's immutable columns (its pupil, category and health flag are fixed when it
+    # is created; the category is even bound into its ciphertexts' AAD), written with the grant by
+    # ``permissions.grants.grants_create``. They let a list of everything a user may see walk the
+    # organisation's grants newest item first (grant_org_feed_idx) and test the policy on the grant
+    # row alone, reading an item only for the rows it shows (``permissions.access.item_feed_for_user``).
+    # ``reconcile_permissions`` reports and repairs a copy that differs from its item.
+    item_pupil_id = models.UUIDField()
+    item_category = models.CharField(max_length=30)
+    item_health = models.BooleanField()
+    item_created_at = models.DateTimeField()
+
+    ITEM_COPIES = {
+        "item_pupil_id": "pupil_id",
+        "item_category": "category",
+        "item_health": "health",
+        "item_created_at": "created_at",
+    }
 
     class Meta:
         constraints = [
@@ -146,13 +164,21 @@ class Grant(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["organisation", "item"], name="grant_org_item_idx"),
+            # The organisation's grants newest item first: the feed walks it in order and stops at a page.
+            models.Index(fields=["organisation", "-item_created_at", "item"], name="grant_org_feed_idx"),
             models.Index(fields=["user"], name="grant_user_idx", condition=models.Q(user__isnull=False)),
             models.Index(fields=["source_type", "source_id"], name="grant_source_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.basis} grant of {self.item_id} to {self.organisation_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The services write grants in bulk with the copies filled (grants_create); a single save copies them here.
+        if not self.item_category:
+            for copy, column in self.ITEM_COPIES.items():
+                setattr(self, copy, getattr(self.item, column))
+        super().save(*args, **kwargs)
 
 
 class Involvement(models.Model):
