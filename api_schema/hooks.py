@@ -51,5 +51,9 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 operation.setdefault("responses", {}).setdefault(
                     code, {"description": _DESCRIPTIONS[code], "content": {"application/json": {"schema": ref}}}
                 )
+            # An error response a view declares itself (a GET refusing bad query parameters) has the same body.
+            for code, response in operation.get("responses", {}).items():
+                if code in _DESCRIPTIONS and not response.get("content"):
+                    response["content"] = {"application/json": {"schema": ref}}
             operation["responses"] = dict(sorted(operation["responses"].items()))
     return result

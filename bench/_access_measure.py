@@ -145,7 +145,8 @@ def expected_visible(user: Any, pupil_id: uuid.UUID) -> set[uuid.UUID]:
 def _explain(queryset: Any, *, jit: bool = True) -> list[str]:
     from django.db import connection, transaction
 
-    sql, params = queryset.query.sql_with_params()
+    # A queryset, or a raw (sql, params) statement (the feed's walk).
+    sql, params = queryset if isinstance(queryset, tuple) else queryset.query.sql_with_params()
     with transaction.atomic(), connection.cursor() as cursor:
         if not jit:
             cursor.execute("SET LOCAL jit = off")
@@ -226,7 +227,7 @@ def _variants(
 ) -> tuple[Variants, Variants, Variants]:
     """The timed calls (argument: the repetition number): per-pupil page, all items, audit on the decision."""
     from exchange.models import PupilItem
-    from permissions.access import item_get_for_user, item_list_for_user
+    from permissions.access import item_feed_for_user, item_get_for_user, item_list_for_user
     from permissions.policy import READ
 
     def pupil_of(i: int) -> uuid.UUID:
@@ -256,7 +257,8 @@ def _variants(
         return _execute(compiled[i % len(compiled)])
 
     def filtered_all(i: int) -> Any:
-        return page(item_list_for_user(user=user))
+        # What GET /api/v1/items runs: the ordered walk over the grants (the same rows as item_list_for_user's page).
+        return item_feed_for_user(user=user, limit=PAGE).items
 
     def unfiltered_all(i: int) -> Any:
         return page(PupilItem.objects.all())
@@ -298,7 +300,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
 
     from exchange.item_apis import ItemDetailApi
     from exchange.models import Category, ItemKind, PupilItem
-    from permissions.access import _decide, item_get_for_user, item_list_for_user
+    from permissions.access import _decide, feed_walks, item_feed_for_user, item_get_for_user, item_list_for_user
     from permissions.models import AuditEvent
     from permissions.policy import READ
 
@@ -366,8 +368,13 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             raise SystemExit(f"{key}: item_list_for_user returns nothing for the measured pupils: {checks}")
         if checks["mismatches"]:
             _say(f"{key}: WARNING item_list_for_user differs from the policy table for some pupils: {checks}")
+        feed_page = [i.pk for i in item_feed_for_user(user=user, limit=PAGE).items]
+        checks["feed_same_page"] = feed_page == [i.pk for i in page(item_list_for_user(user=user))]
+        checks["feed_generic_peer_same_page"] = feed_page == [i.pk for i in page(peer_generic(user))]
+        if not checks["feed_same_page"]:
+            raise SystemExit(f"{key}: item_feed_for_user's first page differs from item_list_for_user's")
         rows_all = {
-            "filtered": len(page(item_list_for_user(user=user))),
+            "filtered": len(feed_page),
             "unfiltered": len(page(PupilItem.objects.all())),
             "peer": len(page(peer(user))),
             "peer_generic": len(page(peer_generic(user))),
@@ -475,7 +482,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "unfiltered_pupil": PupilItem.objects.filter(pupil_id=first).order_by(*ORDER)[:PAGE],
             "peer_pupil": peer(user).filter(pupil_id=first).order_by(*ORDER)[:PAGE],
             "peer_generic_pupil": peer_generic(user).filter(pupil_id=first).order_by(*ORDER)[:PAGE],
-            "filtered_all": item_list_for_user(user=user).order_by(*ORDER)[:PAGE],
+            "filtered_all": feed_walks(user=user, limit=PAGE)[0],
             "unfiltered_all": PupilItem.objects.all().order_by(*ORDER)[:PAGE],
             "peer_all": peer(user).order_by(*ORDER)[:PAGE],
             "peer_generic_all": peer_generic(user).order_by(*ORDER)[:PAGE],
@@ -485,6 +492,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         explained.append(("filtered_all_jit_off", plans["filtered_all"], False))
         for name, queryset, jit in explained:
             lines = _explain(queryset, jit=jit)
-            out["explain"][key][name] = {"sql": str(queryset.query), "plan": lines}
+            sql = queryset[0] if isinstance(queryset, tuple) else str(queryset.query)
+            out["explain"][key][name] = {"sql": sql, "plan": lines}
             _say(f"{key} EXPLAIN {name}: " + "; ".join(line.strip() for line in lines if "Time:" in line))
     result.write_text(json.dumps(out), encoding="utf-8")

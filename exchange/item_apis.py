@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
+from datetime import datetime
 from typing import Any
 
-from django.http import StreamingHttpResponse
+from django.http import QueryDict, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -22,7 +25,7 @@ from exchange.models import CATEGORIES_HELD_BY, Category, ItemKind, PupilItem
 from exchange.uploads import SealedUpload
 from permissions.access import Action, membership_may_write, organisation_for_new_item
 from permissions.api import ProtectedApi
-from permissions.audit import audit_append
+from permissions.audit import EventSpec, audit_append, audit_append_many
 from permissions.models import AuditAction, AuditOutcome
 
 FLAG_NAMES = (
@@ -134,6 +137,92 @@ class PupilItemListApi(ProtectedApi):
             )
         data = [_metadata(item, titles.get(item.id, "")) for item in page]
         return paginator.get_paginated_response(ItemMetadataSerializer(data, many=True).data)
+
+
+class FeedCursorError(ValueError):
+    pass
+
+
+def feed_cursor(key: tuple[datetime, uuid.UUID]) -> str:
+    """The opaque ``after`` value of a feed page: the last item's creation time and id."""
+    return base64.urlsafe_b64encode(f"{key[0].isoformat()}|{key[1]}".encode()).decode().rstrip("=")
+
+
+def feed_key(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The key of a cursor made by ``feed_cursor``; ``FeedCursorError`` for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _sep, pk = text.partition("|")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError(at)
+        return moment, uuid.UUID(pk)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise FeedCursorError(cursor) from None
+
+
+class ItemFeedSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null after the last one")
+    results = ItemMetadataSerializer(many=True)
+
+
+class ItemFeedApi(ProtectedApi):
+    """The items you may see across all your pupils, newest first (need to know); metadata and titles only.
+
+    A care coordinator's or CLB worker's inbox: what was added to the files of the pupils they work with. Pages
+    follow each other with the ``next`` link (``after`` is opaque); a page costs the same however far in.
+    """
+
+    class QuerySerializer(serializers.Serializer):
+        after = serializers.CharField(required=False, max_length=200, help_text="The cursor of the `next` link")
+        limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=200)
+
+    @extend_schema(
+        operation_id="items_feed",
+        parameters=[QuerySerializer],
+        responses={
+            200: ItemFeedSerializer,
+            400: OpenApiResponse(description="`after` is not a cursor of this list, or `limit` is not 1 to 200."),
+        },
+        summary="Items you may see across your pupils, newest first (metadata only)",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after = None
+        if "after" in query.validated_data:
+            try:
+                after = feed_key(query.validated_data["after"])
+            except FeedCursorError:
+                raise serializers.ValidationError(
+                    {"after": [_("Not a cursor of this list: follow the `next` link of the previous page.")]}
+                ) from None
+        limit = query.validated_data["limit"]
+        page = self.protected_feed(after=after, limit=limit)
+        organisation_ids = set(
+            selectors.membership_list_for_user(user=request.user).values_list("organisation_id", flat=True)
+        )
+        titles = files.item_titles(items=page.items, organisation_ids=organisation_ids, user=request.user)
+        # ACC-1: each pupil on the page sees in their access history that their items were listed.
+        audit_append_many(
+            events=[
+                EventSpec(
+                    action=AuditAction.READ,
+                    outcome=AuditOutcome.ALLOWED,
+                    actor_id=request.user.pk,
+                    pupil_id=pupil_id,
+                    purpose=self.purpose() or "feed",
+                )
+                for pupil_id in dict.fromkeys(item.pupil_id for item in page.items)
+            ]
+        )
+        next_url = None
+        if page.next_key is not None:
+            params = QueryDict(mutable=True)
+            params.update({"after": feed_cursor(page.next_key), "limit": str(limit)})
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+        data = [_metadata(item, titles.get(item.id, "")) for item in page.items]
+        return Response({"next": next_url, "results": ItemMetadataSerializer(data, many=True).data})
 
 
 class PupilItemCreateApi(ProtectedApi):

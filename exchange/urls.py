@@ -20,6 +20,7 @@ urlpatterns = [
 from exchange import item_apis  # noqa: E402
 
 urlpatterns += [
+    path("items", item_apis.ItemFeedApi.as_view(), name="item-feed"),
     path("pupils/<uuid:pupil_id>/items", item_apis.PupilItemListApi.as_view(), name="pupil-item-list"),
     path("pupils/<uuid:pupil_id>/items/create", item_apis.PupilItemCreateApi.as_view(), name="pupil-item-create"),
     path("items/<uuid:item_id>", item_apis.ItemDetailApi.as_view(), name="item-detail"),

@@ -461,7 +461,6 @@ def item_feed_for_user(
     """
     if not getattr(user, "is_authenticated", False) or limit < 1:
         return FeedPage(items=[], next_key=None)
-    sql, params = _feed_statement(action, connection.vendor)
     memberships = _feed_memberships(user)
     now = timezone.now()
     key = after or FEED_START
@@ -472,19 +471,10 @@ def item_feed_for_user(
         while True:
             walked: list[tuple[datetime, uuid.UUID]] = []
             complete = True  # every walk returned all its rows after the key
-            for organisation, reader in memberships:
-                values = _bind(
-                    params,
-                    user=user.pk,
-                    now=now,
-                    perm=view_permission_id(),
-                    reader=reader,
-                    organisation=organisation,
-                    before_at=key[0],
-                    before_id=key[1],
-                    limit=limit,
-                )
-                cursor.execute(sql, [_adapt(value, connection) for value in values])
+            for sql, values in feed_walks(
+                user=user, memberships=memberships, now=now, key=key, limit=limit, action=action
+            ):
+                cursor.execute(sql, values)
                 rows = cursor.fetchall()
                 complete = complete and len(rows) < limit
                 walked.extend((_to_datetime(created), PupilItem._meta.pk.to_python(item)) for item, created in rows)
@@ -511,6 +501,32 @@ def item_feed_for_user(
     found = {item.pk: item for item in _items_by_id(order)}
     items = [found[pk] for pk in order if pk in found]
     return FeedPage(items=items, next_key=key if more else None)
+
+
+def feed_walks(
+    *,
+    user: Any,
+    memberships: list[tuple[Any, str]] | None = None,
+    now: datetime | None = None,
+    key: tuple[datetime, uuid.UUID] = FEED_START,
+    limit: int = 50,
+    action: str = READ,
+) -> list[tuple[str, list[Any]]]:
+    """The walk statement of each membership with its bound values (``item_feed_for_user``; EXPLAIN in bench/)."""
+    sql, params = _feed_statement(action, connection.vendor)
+    values = {"user": user.pk, "now": now or timezone.now(), "perm": view_permission_id(), "limit": limit}
+    return [
+        (
+            sql,
+            [
+                _adapt(value, connection)
+                for value in _bind(
+                    params, reader=reader, organisation=organisation, before_at=key[0], before_id=key[1], **values
+                )
+            ],
+        )
+        for organisation, reader in (_feed_memberships(user) if memberships is None else memberships)
+    ]
 
 
 def _feed_memberships(user: Any) -> list[tuple[Any, str]]:

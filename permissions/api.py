@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.views import APIView
 
 from exchange.models import PupilItem
-from permissions.access import Access, item_get_for_user, item_list_for_user
+from permissions.access import Access, FeedPage, item_feed_for_user, item_get_for_user, item_list_for_user
 
 FORBIDDEN_OVERRIDES = ("get_queryset", "get_object")
 
@@ -40,3 +41,6 @@ class ProtectedApi(APIView):
 
     def protected_items(self, pupil_id: uuid.UUID | None = None) -> QuerySet[PupilItem]:
         return item_list_for_user(user=self.request.user, pupil_id=pupil_id)
+
+    def protected_feed(self, *, after: tuple[datetime, uuid.UUID] | None, limit: int) -> FeedPage:
+        return item_feed_for_user(user=self.request.user, after=after, limit=limit)

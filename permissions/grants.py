@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from exchange.crypto.keyring import keyring_from_settings
@@ -363,6 +363,23 @@ def _delete_pairs(model: Any, column: str, pairs: set[tuple[uuid.UUID, int]], pe
             condition |= Q(content_object_id=item_id, **{column: other_id})
         removed += model.objects.filter(condition, permission_id=perm).delete()[0]
     return removed
+
+
+def grant_copies_drift(*, items: Iterable[Item]) -> QuerySet[Grant]:
+    """Grants of ``items`` whose copies of the item's columns (``Grant.ITEM_COPIES``) differ from the item."""
+    same = Q(**{copy: F(f"item__{column}") for copy, column in Grant.ITEM_COPIES.items()})
+    return Grant.objects.filter(item__in=[i.pk for i in items]).exclude(same)
+
+
+def grant_copies_sync(*, items: Iterable[Item]) -> int:
+    """Copy the item's columns onto its grants where they differ; returns the number of grants repaired."""
+    drifted = list(grant_copies_drift(items=items).values_list("pk", flat=True))
+    if drifted:
+        source = PupilItem.objects.filter(pk=OuterRef("item_id"))
+        Grant.objects.filter(pk__in=drifted).update(
+            **{copy: Subquery(source.values(column)[:1]) for copy, column in Grant.ITEM_COPIES.items()}
+        )
+    return len(drifted)
 
 
 def projection_sync(*, items: Iterable[Item]) -> tuple[int, int]:

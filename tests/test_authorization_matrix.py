@@ -196,6 +196,12 @@ def test_matrix_detail_file_and_list(matrix, persona: str, django_assert_max_num
         assert allowed == set(), persona  # a persona who cannot see the pupil sees no item either
     else:
         assert {row["id"] for row in listing.json()["results"]} == allowed, persona
+    # The feed across all pupils (GET /api/v1/items) shows exactly the same items, each once.
+    with django_assert_max_num_queries(25):
+        feed = client.get("/api/v1/items?limit=200")
+    assert feed.status_code == 200, (persona, feed.content)
+    feed_ids = [row["id"] for row in feed.json()["results"]]
+    assert sorted(feed_ids) == sorted(allowed), persona
 
 
 def test_list_query_count_does_not_grow_with_the_number_of_items(matrix, django_assert_max_num_queries) -> None:
@@ -217,7 +223,12 @@ def test_list_query_count_does_not_grow_with_the_number_of_items(matrix, django_
 def test_anonymous_gets_401_everywhere(matrix) -> None:
     item = matrix.items["school_verslag"]
     client = matrix.world.client(None)
-    for url in (f"/api/v1/items/{item.id}", f"/api/v1/items/{item.id}/file", f"/api/v1/pupils/{item.pupil_id}/items"):
+    for url in (
+        f"/api/v1/items/{item.id}",
+        f"/api/v1/items/{item.id}/file",
+        f"/api/v1/pupils/{item.pupil_id}/items",
+        "/api/v1/items",
+    ):
         assert client.get(url).status_code == 401
 
 
