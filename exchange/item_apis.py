@@ -203,17 +203,22 @@ class ItemFeedApi(ProtectedApi):
             selectors.membership_list_for_user(user=request.user).values_list("organisation_id", flat=True)
         )
         titles = files.item_titles(items=page.items, organisation_ids=organisation_ids, user=request.user)
-        # ACC-1: each pupil on the page sees in their access history that their items were listed.
+        # ACC-1: each pupil on the page sees in their access history that their items were listed, by which
+        # organisation and role.
         audit_append_many(
             events=[
                 EventSpec(
                     action=AuditAction.READ,
                     outcome=AuditOutcome.ALLOWED,
                     actor_id=request.user.pk,
+                    organisation_id=organisation_id,
+                    role=role,
                     pupil_id=pupil_id,
                     purpose=self.purpose() or "feed",
                 )
-                for pupil_id in dict.fromkeys(item.pupil_id for item in page.items)
+                for pupil_id, (organisation_id, role) in dict.fromkeys(
+                    (item.pupil_id, page.through[item.pk]) for item in page.items
+                )
             ]
         )
         next_url = None

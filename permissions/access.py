@@ -19,6 +19,7 @@ statement text never changes and is prepared once per connection (docs/operation
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import uuid
@@ -408,6 +409,8 @@ class FeedPage:
 
     items: list[PupilItem]
     next_key: tuple[datetime, uuid.UUID] | None
+    # For each item on the page, the membership it is shown through: (organisation id, role), for the audit.
+    through: dict[uuid.UUID, tuple[Any, str]] = dataclasses.field(default_factory=dict)
 
 
 @functools.cache
@@ -435,13 +438,19 @@ def _feed_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
         conditions.append(_guardian_sql(q))
     created, item = f"lp_g.{_column(g, 'item_created_at')}", f"lp_g.{_column(g, 'item')}"
     before_at, before_id = q.p(_BEFORE_AT), q.p(_BEFORE_ID)
-    sql = (
-        f"SELECT {item}, {created} FROM {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
+    i = PupilItem
+    walk = (
+        f"SELECT {item} AS lp_item, {created} AS lp_created FROM {_table(g)} lp_g"  # noqa: S608 - names from model metadata, values bound
         f" WHERE lp_g.{_column(g, 'organisation')} = {organisation}"
         # After the key in the order (created_at DESC, id): the first part is an index condition.
         f" AND {created} <= {before_at} AND ({created} < {before_at} OR {item} > {before_id})"
         f" AND {_active_grant(q)} AND {' AND '.join(f'({c})' for c in conditions)}"
         f" ORDER BY {created} DESC, {item} LIMIT {q.p(_LIMIT)}"
+    )
+    # The walked rows' items come with them (no second statement); a missing item row is left to Python.
+    sql = (
+        f"SELECT lp_w.lp_item, lp_w.lp_created, {', '.join(_columns(i, 'lp_i'))} FROM ({walk}) lp_w"  # noqa: S608 - names from model metadata, values bound
+        f" LEFT OUTER JOIN {_table(i)} lp_i ON lp_i.{_column(i, 'id')} = lp_w.lp_item"
     )
     fence = " OFFSET 0" if vendor == "postgresql" else ""
     compiled, params = q.finish(sql.format(fence=fence, **copies))
@@ -457,7 +466,7 @@ def item_feed_for_user(
     The same decision as ``item_list_for_user`` (the policy table, the grants ledger and the guardian projection),
     taken per membership by walking its organisation's grants in feed order and stopping once the page is full;
     the pages of the memberships are merged and an item reached by several grants is shown once. One query for
-    the memberships, one walk per membership (one for almost everyone), one for the page's items.
+    the memberships, then one walk per membership (one for almost everyone) that also reads its rows' items.
     """
     if not getattr(user, "is_authenticated", False) or limit < 1:
         return FeedPage(items=[], next_key=None)
@@ -465,42 +474,51 @@ def item_feed_for_user(
     now = timezone.now()
     key = after or FEED_START
     order: list[uuid.UUID] = []
-    seen: set[uuid.UUID] = set()
+    seen: dict[uuid.UUID, int] = {}  # item -> the membership (index) it is shown through
+    columns: dict[uuid.UUID, Sequence[Any]] = {}  # item -> its row, as the walk read it
+    to_uuid, to_datetime = PupilItem._meta.pk.to_python, _datetime_converter()
     more = False
     with server_bound(), connection.cursor() as cursor:
         while True:
-            walked: list[tuple[datetime, uuid.UUID]] = []
+            walked: list[tuple[datetime, uuid.UUID, int]] = []
             complete = True  # every walk returned all its rows after the key
-            for sql, values in feed_walks(
-                user=user, memberships=memberships, now=now, key=key, limit=limit, action=action
-            ):
+            walks = feed_walks(user=user, memberships=memberships, now=now, key=key, limit=limit, action=action)
+            for n, (sql, values) in enumerate(walks):
                 cursor.execute(sql, values)
                 rows = cursor.fetchall()
                 complete = complete and len(rows) < limit
-                walked.extend((_to_datetime(created), PupilItem._meta.pk.to_python(item)) for item, created in rows)
+                for row in rows:
+                    item_id = to_uuid(row[0])
+                    walked.append((to_datetime(row[1]), item_id, n))
+                    columns.setdefault(item_id, row[2:])
             # The walks merged in feed order. The first ``limit`` rows of the merge are the first ``limit`` of all
             # the memberships' grants: each walk is complete up to its own ``limit`` rows.
             walked.sort(key=lambda row: row[1].int)
             walked.sort(key=lambda row: row[0], reverse=True)
             consumed = 0
-            for created, item in walked[:limit]:
+            for created, item, n in walked[:limit]:
                 consumed += 1
                 key = (created, item)
                 if item not in seen:
-                    seen.add(item)
+                    seen[item] = n
                     order.append(item)
                     if len(order) == limit:
                         break
-            unseen_rest = any(item not in seen for _created, item in walked[consumed:])
+            unseen_rest = any(item not in seen for _created, item, _n in walked[consumed:])
             if len(order) == limit:
                 more = unseen_rest or not complete
                 break
             if complete and not unseen_rest:
                 break
             # Grants of items already on the page filled the walk: continue after the last one read.
-    found = {item.pk: item for item in _items_by_id(order)}
-    items = [found[pk] for pk in order if pk in found]
-    return FeedPage(items=items, next_key=key if more else None)
+    # Shredding revokes an item's grants; a shredded item is still never shown.
+    shredded = PupilItem._meta.concrete_fields.index(PupilItem._meta.get_field("shredded_at"))
+    rows = [columns[pk] for pk in order if columns[pk][0] is not None and columns[pk][shredded] is None]
+    items = _rows_to_models(PupilItem, rows, connection)
+    through = {
+        item.pk: (memberships[seen[item.pk]][0], memberships[seen[item.pk]][1].partition("|")[2]) for item in items
+    }
+    return FeedPage(items=items, next_key=key if more else None, through=through)
 
 
 def feed_walks(
@@ -535,39 +553,27 @@ def _feed_memberships(user: Any) -> list[tuple[Any, str]]:
     sql, params = q.finish(
         f"SELECT lp_m.{_column(Membership, 'organisation')}, {_reader_sql()} FROM {_memberships_sql()}"  # noqa: S608 - names from model metadata, values bound
         f" WHERE {_user_memberships_sql(q)}"
+        # As membership_list_for_user (organisation kind and name, role), so the first membership shows an item.
+        f" ORDER BY lp_o.{_column(Organisation, 'kind')}, lp_o.{_column(Organisation, 'name')},"
+        f" lp_m.{_column(Membership, 'role')}, lp_m.{_column(Membership, 'id')}"
     )
     with server_bound(), connection.cursor() as cursor:
         cursor.execute(sql, _bind(params, user=user.pk))
         return [(Organisation._meta.pk.to_python(org), reader) for org, reader in cursor.fetchall()]
 
 
-def _items_by_id(ids: list[uuid.UUID]) -> list[PupilItem]:
-    """The page's items (not shredded), read with one statement: prepared on PostgreSQL (one array parameter)."""
-    if not ids:
-        return []
-    i = PupilItem
-    columns = ", ".join(_columns(i, "lp_i"))
-    where = f"lp_i.{_column(i, 'id')}"
-    if connection.vendor == "postgresql":
-        where += " = ANY(%s::uuid[])"
-        params: list[Any] = [ids]
-    else:
-        where += f" IN ({', '.join(['%s'] * len(ids))})"
-        params = [_adapt(pk, connection) for pk in ids]
-    sql = f"SELECT {columns} FROM {_table(i)} lp_i WHERE {where} AND lp_i.{_column(i, 'shredded_at')} IS NULL"  # noqa: S608 - names from model metadata, values bound
-    with server_bound(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return _rows_to_models(PupilItem, rows, connection)
-
-
-def _to_datetime(value: Any) -> datetime:
-    """A walked ``item_created_at`` as the ORM reads it (SQLite returns text)."""
+def _datetime_converter() -> Any:
+    """Reads a walked ``item_created_at`` as the ORM does (SQLite returns text; PostgreSQL a datetime)."""
     column = Grant._meta.get_field("item_created_at").get_col(Grant._meta.db_table)
-    for converter in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
-        value = converter(value, column, connection)
-    converted: datetime = value
-    return converted
+    converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+
+    def convert(value: Any) -> datetime:
+        for converter in converters:
+            value = converter(value, column, connection)
+        converted: datetime = value
+        return converted
+
+    return convert
 
 
 @dataclass(frozen=True)

@@ -176,10 +176,10 @@ def test_listing_is_audited_once_per_pupil_on_the_page(world) -> None:
     client.force_authenticate(coordinator)
     assert client.get("/api/v1/items", HTTP_X_PURPOSE="weekly care meeting").status_code == 200
     events = AuditEvent.objects.filter(sequence__gt=before)
-    assert sorted((e.pupil_id, e.action, e.purpose, e.actor_id) for e in events) == sorted(
+    assert sorted((e.pupil_id, e.action, e.purpose, e.actor_id, e.organisation_id, e.role) for e in events) == sorted(
         [
-            (world.lotte.pk, "read", "weekly care meeting", coordinator.pk),
-            (world.sam.pk, "read", "weekly care meeting", coordinator.pk),
+            (world.lotte.pk, "read", "weekly care meeting", coordinator.pk, world.orgs["A"].pk, "care_team"),
+            (world.sam.pk, "read", "weekly care meeting", coordinator.pk, world.orgs["C"].pk, "care_team"),
         ]
     )
     # An empty page reads nothing and records nothing.
