@@ -638,13 +638,7 @@ def _decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]
 
 def _from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any:
     """A model instance from raw column values, converted as the ORM converts them."""
-    converted = []
-    for field, value in zip(model._meta.concrete_fields, values, strict=True):
-        col = field.get_col(model._meta.db_table)
-        for converter in [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]:
-            value = converter(value, col, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [field.attname for field in model._meta.concrete_fields], converted)
+    return _rows_to_models(model, [values], connection)[0]
 
 
 def _rows_to_models(model: type[Model], rows: Sequence[Sequence[Any]], connection: Any) -> list[Any]:
