@@ -199,9 +199,8 @@ class ItemFeedApi(ProtectedApi):
                 ) from None
         limit = query.validated_data["limit"]
         page = self.protected_feed(after=after, limit=limit)
-        organisation_ids = set(
-            selectors.membership_list_for_user(user=request.user).values_list("organisation_id", flat=True)
-        )
+        # Each item is decrypted with the key of the organisation it is shown through (its grant wrapped one).
+        organisation_ids = {organisation_id for organisation_id, _role in page.through.values()}
         titles = files.item_titles(items=page.items, organisation_ids=organisation_ids, user=request.user)
         # ACC-1: each pupil on the page sees in their access history that their items were listed, by which
         # organisation and role.
