@@ -23,9 +23,9 @@ from api_schema.pagination import Pagination
 from exchange import files, selectors
 from exchange.models import CATEGORIES_HELD_BY, Category, ItemKind, PupilItem
 from exchange.uploads import SealedUpload
-from permissions.access import Action, membership_may_write, organisation_for_new_item
+from permissions.access import Action, membership_may_write, memberships_showing, organisation_for_new_item
 from permissions.api import ProtectedApi
-from permissions.audit import EventSpec, audit_append, audit_append_many
+from permissions.audit import EventSpec, audit_append_many
 from permissions.models import AuditAction, AuditOutcome
 
 FLAG_NAMES = (
@@ -123,17 +123,24 @@ class PupilItemListApi(ProtectedApi):
         queryset = self.protected_items(pupil_id=pupil_id).select_related("holder")
         paginator = Pagination()
         page = paginator.paginate_queryset(queryset.order_by("-created_at", "id"), request, view=self) or []
-        organisation_ids = set(
-            selectors.membership_list_for_user(user=request.user).values_list("organisation_id", flat=True)
-        )
+        memberships = list(selectors.membership_list_for_user(user=request.user))
+        organisation_ids = {m.organisation_id for m in memberships}
         titles = files.item_titles(items=page, organisation_ids=organisation_ids, user=request.user)
         if page:
-            audit_append(
-                action=AuditAction.READ,
-                outcome=AuditOutcome.ALLOWED,
-                actor=request.user,
-                pupil_id=pupil_id,
-                purpose=self.purpose() or "list",
+            # ACC-1: the pupil's access history names the organisation and role the list was shown to.
+            audit_append_many(
+                events=[
+                    EventSpec(
+                        action=AuditAction.READ,
+                        outcome=AuditOutcome.ALLOWED,
+                        actor_id=request.user.pk,
+                        organisation_id=membership.organisation_id,
+                        role=membership.role,
+                        pupil_id=pupil_id,
+                        purpose=self.purpose() or "list",
+                    )
+                    for membership in memberships_showing(memberships=memberships, items=page)
+                ]
             )
         data = [_metadata(item, titles.get(item.id, "")) for item in page]
         return paginator.get_paginated_response(ItemMetadataSerializer(data, many=True).data)

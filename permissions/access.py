@@ -30,7 +30,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import BooleanField, Expression, F, Model, QuerySet
+from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
@@ -574,6 +574,26 @@ def _datetime_converter() -> Any:
         return converted
 
     return convert
+
+
+def memberships_showing(*, memberships: Sequence[Membership], items: Sequence[PupilItem]) -> list[Membership]:
+    """Of ``memberships`` (in their order), the first of each organisation holding an active grant on one of
+    ``items``: who a list of those items was shown to, for the audit (ACC-1). One query."""
+    now = timezone.now()
+    granted = set(
+        Grant.objects.filter(
+            Q(valid_until__isnull=True) | Q(valid_until__gt=now),
+            item__in=[i.pk for i in items],
+            organisation__in={m.organisation_id for m in memberships},
+            revoked_at__isnull=True,
+            valid_from__lte=now,
+        ).values_list("organisation_id", flat=True)
+    )
+    shown: dict[Any, Membership] = {}
+    for membership in memberships:
+        if membership.organisation_id in granted:
+            shown.setdefault(membership.organisation_id, membership)
+    return list(shown.values())
 
 
 @dataclass(frozen=True)

@@ -219,10 +219,18 @@ def test_acc5_acc1_access_log_for_the_pupil_and_the_parents_of_a_young_pupil(wor
     )
     world.client("worker_x").get(f"/api/v1/items/{item.id}")
     world.client("worker_x").get(f"/api/v1/items/{secret.id}")
+    # Lists are in the history too, by organisation and role: the pupil's list and the feed across pupils.
+    world.client("care_a").get(f"/api/v1/pupils/{world.lotte.id}/items")
+    world.client("care_a").get("/api/v1/items")
     log = world.client("lotte").get(f"/api/v1/pupils/{world.lotte.id}/access-log?page_size=200")
     assert log.status_code == 200
     rows = log.json()["results"]
     assert any(r["action"] == "read" and r["organisation"] == "CLB X" and r["role"] == "clb_worker" for r in rows)
+    listed = [r for r in rows if r["purpose"] in ("list", "feed")]
+    assert sorted((r["purpose"], r["organisation"], r["role"]) for r in listed) == [
+        ("feed", "School A", "care_team"),
+        ("list", "School A", "care_team"),
+    ]
     assert all("actor" not in r for r in rows)  # staff appear by organisation and role only
     secret_events = AuditEvent.objects.filter(item_id=secret.id).count()
     all_events = AuditEvent.objects.filter(pupil_id=world.lotte.id).count()
