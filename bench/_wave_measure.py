@@ -155,6 +155,15 @@ def counting_queries() -> Iterator[QueryCounter]:
         yield counter
 
 
+_KIND = re.compile(r'^\s*(WITH\b.*?\)\s*)?(\w+)\b.*?(?:\bFROM|\bINTO|\bUPDATE)\s+"?(\w+)', re.S | re.I)
+
+
+def _statement_kind(sql: str) -> str:
+    """A statement's verb and first table, e.g. ``INSERT permissions_grant``."""
+    found = _KIND.match(sql)
+    return f"{found.group(2).upper()} {found.group(3)}" if found else sql[:40]
+
+
 class Meter:
     """Where a timed phase's time goes: SQL (as the client waits for it), Python's GC, and WAL written.
 
@@ -167,6 +176,8 @@ class Meter:
     def __init__(self) -> None:
         self.sql_s = 0.0
         self.statements = 0
+        # Per kind of statement (its verb and first table): [count, seconds], to see which ones grow with N.
+        self.by_statement: dict[str, list[float]] = {}
         self.gc_s = 0.0
         self.gc_full = 0
         self.wal_bytes = 0
@@ -180,8 +191,12 @@ class Meter:
         try:
             return execute(sql, params, many, context)
         finally:
-            self.sql_s += time.perf_counter() - started
+            spent = time.perf_counter() - started
+            self.sql_s += spent
             self.statements += 1
+            entry = self.by_statement.setdefault(_statement_kind(sql), [0, 0.0])
+            entry[0] += 1
+            entry[1] += spent
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -221,6 +236,7 @@ class Meter:
         return {
             "sql_s": self.sql_s,
             "statements": self.statements,
+            "by_statement": self.by_statement,
             "gc_s": self.gc_s,
             "gc_full": self.gc_full,
             "wal_bytes": self.wal_bytes,

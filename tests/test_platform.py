@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client, override_settings
 
@@ -70,14 +71,34 @@ def test_docker_compose_wiring() -> None:
 
 @pytest.mark.django_db
 def test_seed_demo_creates_the_personas_and_is_idempotent() -> None:
+    from consent.models import Consent, Share
+    from exchange.models import Handover, Notice, ProgressReport, Trajectory
+    from permissions.access import item_list_for_user
+
+    models = (Organisation, Pupil, Enrolment, PupilParent, Membership, PupilItem, Consent, Share, Trajectory, Handover)
     out = io.StringIO()
     call_command("seed_demo", stdout=out)
-    counts = [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership, PupilItem)]
+    counts = [m.objects.count() for m in models]
     call_command("seed_demo", stdout=io.StringIO())
-    assert [m.objects.count() for m in (Organisation, Pupil, Enrolment, PupilParent, Membership, PupilItem)] == counts
-    assert counts[5] == 4
+    assert [m.objects.count() for m in models] == counts
     assert counts[0] == 6
-    assert counts[1] == 2
+    assert counts[1] == 3  # Lotte, Sam, Noah
+    # Scenario 5: a consent and a share; scenario 6: a running NAFT trajectory with a report to the CLB.
+    assert Share.objects.count() == 1
+    assert Consent.objects.get().pupil.user.username == "lotte"
+    assert Trajectory.objects.get().state == "running"
+    assert ProgressReport.objects.count() == 1
+    # Scenarios 1-2: Noah changes school; both handovers wait for his objection (T-CLB-2, he is 13) ...
+    noah = Pupil.objects.get(user__username="noah")
+    assert sorted(Handover.objects.filter(pupil=noah).values_list("kind", "state")) == [
+        ("clb", "waiting"),
+        ("school", "waiting"),
+    ]
+    assert Notice.objects.filter(handover__pupil=noah).exists()
+    # ... while school A reads his verslag at once (T-SCH-2), not his discipline file (T-SCH-4) or CLB Y's notes.
+    care_a = get_user_model().objects.get(username="care.a")
+    visible = set(item_list_for_user(user=care_a, pupil_id=noah.pk).values_list("category", flat=True))
+    assert visible == {"report"}
     text = out.getvalue()
     for login in (
         "care.a",

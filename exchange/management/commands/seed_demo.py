@@ -4,7 +4,7 @@ Lotte (14) and Sam (9), their parents, and staff in every role. Safe to run twic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -78,6 +78,7 @@ STAFF = [
 
 LOTTE_BIRTH = date(2012, 3, 15)
 SAM_BIRTH = date(2017, 6, 2)
+NOAH_BIRTH = date(2013, 1, 20)
 
 
 class Command(BaseCommand):
@@ -147,6 +148,9 @@ class Command(BaseCommand):
         if not PupilParent.objects.filter(pupil=lotte, user__isnull=True).exists():
             services.parent_add(pupil=lotte, first_name="Jan", last_name="Peeters", email="jan.peeters@example.org")
         self._need_to_know(orgs, lotte)
+        noah_user, key = self._user("noah", "Noah", "Claes")
+        rows.append(("noah", key, "Noah (13), changing from school B to school A: handover waiting for objections"))
+        self._stories(orgs, lotte, noah_user, start_of_year)
         return rows
 
     def _need_to_know(self, orgs: dict[str, Organisation], lotte: Pupil) -> None:
@@ -197,6 +201,107 @@ class Command(BaseCommand):
             title="Beslissing klassenraad juni",
             body="A-attest.",
             author=users["care.a"],
+        )
+
+    def _stories(self, orgs: dict[str, Organisation], lotte: Pupil, noah_user: Any, start_of_year: date) -> None:
+        """A consent and share (scenario 5), a running NAFT trajectory with a progress report (scenario 6) and a
+        change of school whose handover waits for objections (scenarios 1-2), each made once."""
+        from consent.models import Consent
+        from consent.services import consent_record, share_create
+        from exchange.files import item_create
+        from exchange.models import Trajectory
+        from exchange.naft import progress_report, trajectory_apply, trajectory_decide
+
+        users = {u.username: u for u in get_user_model().objects.filter(username__in=[s[0] for s in STAFF])}
+        today = timezone.localdate()
+        if not Consent.objects.filter(pupil=lotte).exists():
+            # S-1: Lotte (14) agrees that CLB X shares a summary with school A; worker.x writes it.
+            consent = consent_record(
+                pupil=lotte,
+                clb=orgs["X"],
+                given_by="pupil",
+                parent=None,
+                recorded_by=users["worker.x"],
+                recorded_via="oral",
+                purpose="support_at_school",
+                recipient=orgs["A"],
+                scope_kind="summary",
+            )
+            share_create(
+                pupil=lotte,
+                clb=orgs["X"],
+                school=orgs["A"],
+                consent=consent,
+                created_by=users["worker.x"],
+                summary_title="Afspraken voor de klas",
+                summary_body="Extra tijd bij toetsen; vooraan zitten.",
+            )
+        if not Trajectory.objects.filter(pupil=lotte).exists():
+            # N-1 / N-2: CLB X applies for a NAFT trajectory at provider N; the coach accepts and reports to the CLB.
+            trajectory = trajectory_apply(
+                pupil=lotte,
+                clb=orgs["X"],
+                provider=orgs["N"],
+                applied_by=users["worker.x"],
+                goals=["Elke dag aanwezig", "Afspraken nakomen"],
+                referral="Lotte haakt af sinds de herfstvakantie; motivatie laag.",
+                start=today,
+                planned_end=today + timedelta(days=90),
+                school_agreed_on=today,
+                pupil_agreed_on=today,
+                parents_agreed_on=today,
+            )
+            trajectory = trajectory_decide(trajectory=trajectory, by=users["coach.n"], accept=True)
+            progress_report(
+                trajectory=trajectory,
+                by=users["coach.n"],
+                period_start=today - timedelta(days=7),
+                period_end=today,
+                days_present=4,
+                days_planned=5,
+                goals=[{"goal": 1, "progress": "on_track"}, {"goal": 2, "progress": "behind", "note": "te laat"}],
+                actions="Huisbezoek",
+                narrative="Goede week; maandag te laat.",
+            )
+        noah = self._pupil(NOAH_BIRTH, 307, "Noah", "Claes", "Stationsstraat 12, 3000 Leuven")
+        if noah.user_id is None:
+            noah.user = noah_user
+            noah.save(update_fields=["user"])
+        if Enrolment.objects.filter(pupil=noah).exists():
+            return
+        # T-CLB-1 / T-SCH-1: Noah was at school B (CLB Y) and enrols at school A today. The handovers are planned
+        # at once: the verslag moves to A now (T-SCH-2), the CLB dossier and the career data wait for Noah's
+        # objection window (he is 13: he decides, T-CLB-2); discipline never moves (T-SCH-4).
+        services.enrolment_register(pupil=noah, school=orgs["B"], level=Level.SECUNDAIR, start=start_of_year)
+        # The school's notice goes to the parents (CAP-3), the CLB's to Noah himself: both are sent by e-mail.
+        services.parent_add(pupil=noah, first_name="Els", last_name="Claes", email="els.claes@example.org")
+        for holder, category, kind, title, body, author in (
+            ("Y", Category.GUIDANCE, ItemKind.NOTE, "Begeleidingsgesprek", "Faalangst bij toetsen.", "worker.y"),
+            ("B", Category.CAREER, ItemKind.DOCUMENT, "Klassenraad december", "Remediëring wiskunde.", "care.b"),
+            ("B", Category.DISCIPLINE, ItemKind.NOTE, "Tuchtdossier", "Strafstudie na ruzie.", "care.b"),
+        ):
+            item_create(
+                pupil=noah,
+                holder=orgs[holder],
+                category=category,
+                kind=kind,
+                title=title,
+                body=body,
+                author=users[author],
+            )
+        item_create(
+            pupil=noah,
+            holder=orgs["Y"],
+            category=Category.REPORT,
+            kind=ItemKind.VERSLAG,
+            title="Verslag type basisaanbod",
+            body="Toegang tot het gewoon onderwijs met aanpassingen.",
+            report_type="type basisaanbod",
+            report_valid_from=start_of_year,
+            author=users["worker.y"],
+        )
+        services.enrolment_register(
+            pupil=noah, school=orgs["A"], level=Level.SECUNDAIR, start=max(today, start_of_year), ends_previous=True
         )
 
     def _pupil(self, birth: date, serial: int, first: str, last: str, address: str) -> Pupil:
