@@ -471,7 +471,10 @@ class ItemVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["item", "version"]
+        # By the item's id, not "item": that follows PupilItem's ordering and joined the item table into every
+        # query of versions, even unordered ones (.first(), values_list), which turned a batch's IN list into a
+        # scan of the whole versions table (the September wave, docs/performance.md).
+        ordering = ["item_id", "version"]
         constraints = [
             models.UniqueConstraint(fields=["item", "version"], name="item_version_unique"),
             models.CheckConstraint(condition=Q(version__gte=1), name="item_version_positive"),
@@ -584,9 +587,17 @@ class Handover(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["enrolment", "kind"], name="handover_one_per_enrolment_kind"),
         ]
+        # The sweep's two claims, in their ORDER BY: a claim reads only the batch it locks. Ordered by
+        # (state, date) alone, a wave's handovers (one date) were all read and sorted for every batch of
+        # 500, so the sweep's cost per handover grew with the wave (docs/performance.md). Partial: only
+        # the handovers still to move are in them, however many have moved.
         indexes = [
-            models.Index(fields=["state", "effective_at"], name="handover_due_mandatory_idx"),
-            models.Index(fields=["state", "objection_deadline"], name="handover_due_execution_idx"),
+            models.Index(
+                fields=["effective_at", "id"], condition=Q(state="planned"), name="handover_due_mandatory_idx"
+            ),
+            models.Index(
+                fields=["objection_deadline", "id"], condition=Q(state="waiting"), name="handover_due_execution_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from exchange.crypto.keyring import keyring_from_settings
 from exchange.files import version_wrap_aad
 from exchange.models import (
+    ItemVersion,
     Membership,
     Organisation,
     PupilItem,
@@ -122,18 +123,21 @@ def _ensure_wraps(*, items: list[Item], organisation_ids: dict[uuid.UUID, set[uu
     """
     keyring = keyring_from_settings()
     holders = {i.pk: i.holder_id for i in items}
-    holder_wraps = (
-        WrappedKey.objects.filter(item_version__item_id__in=list(holders))
-        .filter(organisation_id=F("item_version__item__holder_id"))
-        .values_list(
-            "item_version_id",
-            "item_version__item_id",
-            "item_version__version",
-            "organisation_id",
-            "kek_version",
-            "wrapped_dek",
+    # Two lookups by key (the items' versions, then their wraps) rather than one join through the item
+    # for its holder: the join's plan drifted to scanning whole tables as a September wave grew them.
+    versions = {
+        version_id: (item_id, number)
+        for version_id, item_id, number in ItemVersion.objects.filter(item_id__in=list(holders)).values_list(
+            "id", "item_id", "version"
         )
-    )
+    }
+    holder_wraps = [
+        (version_id, *versions[version_id], org, kek_version, wrapped)
+        for version_id, org, kek_version, wrapped in WrappedKey.objects.filter(
+            item_version_id__in=list(versions)
+        ).values_list("item_version_id", "organisation_id", "kek_version", "wrapped_dek")
+        if org == holders[versions[version_id][0]]
+    ]
     now = timezone.now()
     new = []
     for version_id, item_id, number, source_org, source_kek_version, source_wrapped in holder_wraps:
