@@ -295,7 +295,9 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
     django.setup()
     from django.contrib.auth.models import User
     from django.db.models import QuerySet
+    from django.test import Client
     from guardian.shortcuts import get_objects_for_user
+    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIRequestFactory, force_authenticate
 
     from exchange.item_apis import ItemDetailApi
@@ -332,6 +334,17 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
     def api_read_no_audit(user: Any, item_id: uuid.UUID) -> bytes:
         with _audit_skipped():
             return api_read(user, item_id)
+
+    def http_read(client: Any, item_id: uuid.UUID) -> bytes:
+        """The same GET as a client sends it: URL routing, every middleware and the token lookup (no network)."""
+        response = client.get(f"/api/v1/items/{item_id}")
+        if response.status_code != 200:
+            raise SystemExit(f"GET /api/v1/items/{item_id} over the middleware stack: {response.status_code}")
+        return bytes(response.content)
+
+    def http_read_no_audit(client: Any, item_id: uuid.UUID) -> bytes:
+        with _audit_skipped():
+            return http_read(client, item_id)
 
     def decide_without_audit(user: Any, item_id: uuid.UUID) -> str:
         """What ``item_get_for_user(action="read")`` queries (``_decide``), without the audit append."""
@@ -444,6 +457,18 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         if read_appended != expected:
             raise SystemExit(f"{key}: {read_appended} audit events for {expected} audited reads")
 
+        # --- The same, as a whole HTTP request (reported beside it; the target is judged on the view) -----
+        token, _created = Token.objects.get_or_create(user=user)
+        client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+        if http_read(client, read_items[0]) != api_read(user, read_items[0]):
+            raise SystemExit(f"{key}: the request and the view return different bodies")
+        request_variants: Variants = {
+            "audited": lambda i, c=client, ids=read_items: http_read(c, ids[i % len(ids)]),
+            "no_audit": lambda i, c=client, ids=read_items: http_read_no_audit(c, ids[i % len(ids)]),
+        }
+        _say(f"{key}: the same GET through the middleware stack with token authentication, {reps} repetitions")
+        request_samples = _interleaved(request_variants, reps=reps, warmup=warmup, budget_s=budget_s)
+
         out["users"][key] = {
             "username": user.username,
             "pupils": len(pupils),
@@ -461,6 +486,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "audit_events_appended": appended,
             "read": {name: stats(s) for name, s in read_samples.items()},
             "read_events_appended": read_appended,
+            "request": {name: stats(s) for name, s in request_samples.items()},
             "read_bytes": len(api_read_no_audit(user, read_items[0])),
         }
         for scope, samples in (
@@ -468,6 +494,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             ("all", all_samples),
             ("audit", audit_samples),
             ("read", read_samples),
+            ("request", request_samples),
         ):
             summary = ", ".join(
                 f"{name} p50 {stats(s)['p50']:.2f} / p95 {stats(s)['p95']:.2f} ms (n={len(s)})"
