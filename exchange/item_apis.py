@@ -109,6 +109,25 @@ class VersionInputSerializer(serializers.Serializer):
     authored_on = serializers.DateField(required=False)
 
 
+def _audit_listed(request: Request, purpose: str, shown: list[tuple[Any, Any, str]]) -> None:
+    """ACC-1: one READ event per (pupil, organisation, role) a list was shown through, so the pupil's access
+    history names who saw their items listed."""
+    audit_append_many(
+        events=[
+            EventSpec(
+                action=AuditAction.READ,
+                outcome=AuditOutcome.ALLOWED,
+                actor_id=request.user.pk,
+                organisation_id=organisation_id,
+                role=role,
+                pupil_id=pupil_id,
+                purpose=purpose,
+            )
+            for pupil_id, organisation_id, role in shown
+        ]
+    )
+
+
 class PupilItemListApi(ProtectedApi):
     """Lists the items of a pupil that your role may see (need to know); metadata and titles only."""
 
@@ -127,20 +146,13 @@ class PupilItemListApi(ProtectedApi):
         organisation_ids = {m.organisation_id for m in memberships}
         titles = files.item_titles(items=page, organisation_ids=organisation_ids, user=request.user)
         if page:
-            # ACC-1: the pupil's access history names the organisation and role the list was shown to.
-            audit_append_many(
-                events=[
-                    EventSpec(
-                        action=AuditAction.READ,
-                        outcome=AuditOutcome.ALLOWED,
-                        actor_id=request.user.pk,
-                        organisation_id=membership.organisation_id,
-                        role=membership.role,
-                        pupil_id=pupil_id,
-                        purpose=self.purpose() or "list",
-                    )
+            _audit_listed(
+                request,
+                self.purpose() or "list",
+                [
+                    (pupil_id, membership.organisation_id, membership.role)
                     for membership in memberships_showing(memberships=memberships, items=page)
-                ]
+                ],
             )
         data = [_metadata(item, titles.get(item.id, "")) for item in page]
         return paginator.get_paginated_response(ItemMetadataSerializer(data, many=True).data)
@@ -209,23 +221,10 @@ class ItemFeedApi(ProtectedApi):
         # Each item is decrypted with the key of the organisation it is shown through (its grant wrapped one).
         organisation_ids = {organisation_id for organisation_id, _role in page.through.values()}
         titles = files.item_titles(items=page.items, organisation_ids=organisation_ids, user=request.user)
-        # ACC-1: each pupil on the page sees in their access history that their items were listed, by which
-        # organisation and role.
-        audit_append_many(
-            events=[
-                EventSpec(
-                    action=AuditAction.READ,
-                    outcome=AuditOutcome.ALLOWED,
-                    actor_id=request.user.pk,
-                    organisation_id=organisation_id,
-                    role=role,
-                    pupil_id=pupil_id,
-                    purpose=self.purpose() or "feed",
-                )
-                for pupil_id, (organisation_id, role) in dict.fromkeys(
-                    (item.pupil_id, page.through[item.pk]) for item in page.items
-                )
-            ]
+        _audit_listed(
+            request,
+            self.purpose() or "feed",
+            list(dict.fromkeys((item.pupil_id, *page.through[item.pk]) for item in page.items)),
         )
         next_url = None
         if page.next_key is not None:
