@@ -169,6 +169,9 @@ class Membership(models.Model):
         ordering = ["organisation", "role"]
         constraints = [
             models.UniqueConstraint(fields=["user", "organisation", "role"], name="membership_unique_role"),
+            # Roles are codes: the audit event a decision writes in SQL quotes them without escaping
+            # (permissions.access._audited_decision_statement).
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="membership_role_known"),
         ]
 
     def __str__(self) -> str:

@@ -11,7 +11,16 @@ from django.utils import timezone
 
 from exchange import services
 from exchange.domain import age_on, national_number_for, normalise_national_number, school_year_of
-from exchange.models import CooperationAgreement, Enrolment, Level, Organisation, OrganisationKind, Role, SchoolKind
+from exchange.models import (
+    CooperationAgreement,
+    Enrolment,
+    Level,
+    Membership,
+    Organisation,
+    OrganisationKind,
+    Role,
+    SchoolKind,
+)
 from exchange.selectors import pupil_identity
 from tests.factories import PupilFactory, UserFactory, years_ago
 
@@ -110,6 +119,12 @@ def test_school_needs_a_kind_and_only_schools_have_one() -> None:
 def test_role_must_exist_in_the_organisation_kind(world) -> None:
     with pytest.raises(ValidationError, match="does not exist"):
         services.membership_grant(user=UserFactory(), organisation=world.orgs["X"], role=Role.TEACHER)
+
+
+def test_database_refuses_a_role_that_is_not_a_known_code(world) -> None:
+    """Roles are codes in the audit trail (ACC-5): the database itself refuses any other text."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Membership.objects.create(user=UserFactory(), organisation=world.orgs["X"], role='clb_worker" x')
 
 
 def test_overlapping_enrolment_at_the_same_level_is_refused(world) -> None:
