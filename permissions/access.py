@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -43,7 +44,7 @@ from exchange.models import (
     PupilItemUserObjectPermission,
 )
 from exchange.selectors import membership_list_for_user
-from permissions.audit import audit_append
+from permissions.audit import SqlField, audit_append, canonical_at, chained_append_sql, ensure_head, json_literal
 from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
 from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
@@ -183,6 +184,12 @@ _USER = _PerCall("user")
 _NOW = _PerCall("now")
 _ITEM = _PerCall("item")
 _PERM = _PerCall("perm")  # guardian's view permission id, looked up (and cached) by permissions.grants
+# The audit event written with a decision (``_audited_decision_statement``): who, why, and their JSON texts.
+_ACTOR = _PerCall("actor")
+_ACTOR_JSON = _PerCall("actor_json")
+_AT_JSON = _PerCall("at_json")
+_PURPOSE = _PerCall("purpose")
+_PURPOSE_JSON = _PerCall("purpose_json")
 
 
 def _bind(params: Sequence[Any], **values: Any) -> list[Any]:
@@ -631,27 +638,140 @@ def _first_rule_sql(q: _Sql, *, action: str) -> str:
     )
 
 
-@functools.cache
-def _decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
-    """The item (with its holder) and one row per active membership of the user, in the order of
+def _decision_parts(q: _Sql, *, action: str) -> tuple[list[str], str, str]:
+    """The decision's select list, its ``FROM ... WHERE`` and its ``ORDER BY`` (``{id}``... and ``{fence}`` open).
+
+    The rows: the item (with its holder) and one row per active membership of the user, in the order of
     ``membership_list_for_user``, each with the first policy row that allows ``action`` through it; and
-    whether the guardian projection agrees. Compiled once per action; ``{fence}`` is left open."""
+    whether the guardian projection agrees."""
     i, o, m = PupilItem, Organisation, Membership
-    q = _Sql(vendor)
     guardian = f"CASE WHEN {_guardian_sql(q)} THEN 1 ELSE 0 END" if action == READ else "1"
-    select = [*_columns(i, "lp_i"), *_columns(o, "lp_h"), *_columns(m, "lp_m"), *_columns(o, "lp_o")]
-    sql = (
-        f"SELECT {', '.join(select)}, {_first_rule_sql(q, action=action)}, {guardian}"  # noqa: S608 - names from model metadata, values bound
+    select = [
+        *_columns(i, "lp_i"),
+        *_columns(o, "lp_h"),
+        *_columns(m, "lp_m"),
+        *_columns(o, "lp_o"),
+        _first_rule_sql(q, action=action),
+        guardian,
+    ]
+    body = (
         f" FROM {_table(i)} lp_i INNER JOIN {_table(o)} lp_h ON lp_h.{_column(o, 'id')} = lp_i.{_column(i, 'holder')}"
         f" LEFT OUTER JOIN {_table(m)} lp_m ON {_user_memberships_sql(q)}"
         f" LEFT OUTER JOIN {_table(o)} lp_o ON lp_o.{_column(o, 'id')} = lp_m.{_column(m, 'organisation')}"
         f" WHERE lp_i.{_column(i, 'id')} = {q.p(_ITEM)} AND lp_i.{_column(i, 'shredded_at')} IS NULL"
-        # As Membership.Meta.ordering (organisation, i.e. its kind and name, then role); id breaks ties.
-        f" ORDER BY lp_o.{_column(o, 'kind')}, lp_o.{_column(o, 'name')}, lp_m.{_column(m, 'role')},"
-        f" lp_m.{_column(m, 'id')}"
     )
-    names = {name: f'lp_i."{i._meta.get_field(name).column}"' for name in _Predicate.COLUMNS}  # type: ignore[union-attr]
-    sql = sql.replace("{fence}", "\0").format(**names).replace("\0", "{fence}")
+    # As Membership.Meta.ordering (organisation, i.e. its kind and name, then role); id breaks ties.
+    order = f"lp_o.{_column(o, 'kind')}, lp_o.{_column(o, 'name')}, lp_m.{_column(m, 'role')}, lp_m.{_column(m, 'id')}"
+    return select, body, order
+
+
+def _item_columns(sql: str) -> str:
+    """``sql`` with the outer item's ``{id}``, ``{pupil_id}``... resolved to ``lp_i``; ``{fence}`` left open."""
+    names = {name: f'lp_i."{PupilItem._meta.get_field(name).column}"' for name in _Predicate.COLUMNS}  # type: ignore[union-attr]
+    return sql.replace("{fence}", "\0").format(**names).replace("\0", "{fence}")
+
+
+@functools.cache
+def _decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """The decision (``_decision_parts``) as one statement, compiled once per action; ``{fence}`` is left open."""
+    q = _Sql(vendor)
+    select, body, order = _decision_parts(q, action=action)
+    compiled, params = q.finish(_item_columns(f"SELECT {', '.join(select)}{body} ORDER BY {order}"))
+    return compiled, tuple(params)
+
+
+def _widths() -> list[int]:
+    """Where the item, its holder, the membership and its organisation start in a decision row."""
+    widths = [len(model._meta.concrete_fields) for model in (PupilItem, Organisation, Membership, Organisation)]
+    return [sum(widths[:n]) for n in range(len(widths) + 1)]
+
+
+def _position(model: type[Model], start: int, field: str) -> int:
+    return start + [f.name for f in model._meta.concrete_fields].index(field)
+
+
+def _code(value: str) -> str:
+    """A policy or audit code as an SQL string literal (checked: no quote can reach the SQL)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]*", value):
+        raise ValueError(f"not a code: {value!r}")
+    return "'" + value + "'"
+
+
+@functools.cache
+def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the decision and its audit event in ONE statement (``item_get_for_user`` for read and write).
+
+    The decision's rows (``_decision_parts``) become the CTE ``lp_d``; ``lp_pick`` is the first row, in
+    membership order, whose first rule is set and whose guardian projection agrees (what ``_decision_from_rows``
+    picks); ``lp_ev`` is the event: allowed through the picked membership and rule, else denied and named
+    after the first membership, as ``item_get_for_user`` appends it elsewhere. ``permissions.audit`` appends it
+    to the chain in the same statement; the statement returns the decision's rows, each ending with the new
+    event's sequence (NULL when the chain has no head yet). A missing or shredded item has no rows and no event.
+
+    One statement instead of two saves the append's round trip and its Python work; the commit (one WAL
+    flush) is what an audited read costs over an unaudited one (docs/performance.md).
+    """
+    i, m = PupilItem, Membership
+    q = _Sql(vendor)
+    select, body, order = _decision_parts(q, action=action)
+    starts = _widths()
+    first, guardian = len(select) - 2, len(select) - 1
+    member_id = _position(m, starts[2], "id")
+    organisation = _position(m, starts[2], "organisation")
+    role = _position(m, starts[2], "role")
+    pupil = _position(i, starts[0], "pupil")
+    item = _position(i, starts[0], "id")
+    columns = [f"lp_c{n}" for n in range(len(select))]
+    decision = _item_columns(
+        f"lp_d ({', '.join(columns)}, lp_rn) AS (SELECT {', '.join(select)},"
+        f" ROW_NUMBER() OVER (ORDER BY {order}){body})"
+    )
+    allowed_action = AuditAction.READ if action == READ else AuditAction.WRITE
+    rules = " ".join(f"WHEN {n} THEN {{}}" for n, _rule in _rules(action))
+
+    def by_rule(literal: Any) -> str:
+        if not rules:
+            return literal("")
+        return (
+            f"CASE lp_first {rules.format(*(literal(rule.rule) for _n, rule in _rules(action)))} ELSE {literal('')} END"
+        )
+
+    def by_outcome(allowed: str, denied: str, literal: Any) -> str:
+        return f"CASE WHEN lp_allowed THEN {literal(allowed)} ELSE {literal(denied)} END"
+
+    def quoted(expression: str) -> str:
+        return f"""COALESCE('"' || {expression}::text || '"', 'null')"""
+
+    fields = {
+        "action": SqlField(
+            by_outcome(allowed_action, AuditAction.DENIED, _code),
+            by_outcome(allowed_action, AuditAction.DENIED, json_literal),
+        ),
+        "outcome": SqlField(
+            by_outcome(AuditOutcome.ALLOWED, AuditOutcome.DENIED, _code),
+            by_outcome(AuditOutcome.ALLOWED, AuditOutcome.DENIED, json_literal),
+        ),
+        "legal_basis": SqlField(by_rule(_code), by_rule(json_literal)),
+        "actor": SqlField(f"{q.p(_ACTOR)}::integer", f"{q.p(_ACTOR_JSON)}::text"),
+        "at": SqlField(f"{q.p(_NOW)}::timestamptz", f"{q.p(_AT_JSON)}::text"),
+        "item": SqlField("lp_item", quoted("lp_item")),
+        "organisation": SqlField("lp_organisation", quoted("lp_organisation")),
+        "pupil": SqlField("lp_pupil", quoted("lp_pupil")),
+        "purpose": SqlField(f"{q.p(_PURPOSE)}::text", f"{q.p(_PURPOSE_JSON)}::text"),
+        # Membership roles are codes (a check constraint keeps them to Role's values): no escaping needed.
+        "role": SqlField("lp_role", """'"' || lp_role || '"'"""),
+    }
+    sql = (
+        f"WITH {decision},"  # noqa: S608 - names from model metadata, codes checked, values bound
+        f" lp_pick AS (SELECT lp_rn, lp_c{first} AS lp_first FROM lp_d WHERE lp_c{member_id} IS NOT NULL"
+        f" AND lp_c{first} IS NOT NULL AND lp_c{guardian} = 1 ORDER BY lp_rn LIMIT 1),"
+        f" lp_ev AS (SELECT lp_p.lp_rn IS NOT NULL AS lp_allowed, lp_p.lp_first, lp_f.lp_c{item} AS lp_item,"
+        f" lp_f.lp_c{organisation} AS lp_organisation, COALESCE(lp_f.lp_c{role}, '') AS lp_role,"
+        f" lp_f.lp_c{pupil} AS lp_pupil FROM lp_d lp_f LEFT OUTER JOIN lp_pick lp_p ON TRUE"
+        f" WHERE lp_f.lp_rn = COALESCE(lp_p.lp_rn, 1)),"
+        f" {chained_append_sql(source='lp_ev', fields=fields)}"
+        f" SELECT {', '.join(columns)}, (SELECT sequence FROM lp_moved) FROM lp_d ORDER BY lp_rn"
+    )
     compiled, params = q.finish(sql)
     return compiled, tuple(params)
 
@@ -685,35 +805,76 @@ def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
     """The item with the first (membership, rule) that allows ``action``, in one statement; None if missing.
 
     Memberships are tried in their order, each one's rules in policy order (the rule id is audited).
-    Not audited here: ``item_get_for_user`` is the only caller outside the benchmark.
+    Not audited here: ``item_get_for_user`` audits what this decides (or runs ``_decide_audited`` instead).
     """
     lookup_action = READ if action == Action.SHRED else action
-    item_pk = PupilItem._meta.pk.to_python(item_id)
     sql, params = _decision_statement(lookup_action, connection.vendor)
+    rows = _run_decision(sql, params, user=user, item_id=item_id)
+    return _decision_from_rows(rows, action=action) if rows else None
+
+
+def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _Decision | None:
+    """PostgreSQL, read and write: ``_decide`` and the audit event ``_audit_decision`` would append, in one
+    statement (``_audited_decision_statement``). None if missing (no event, as ``item_get_for_user``)."""
+    now = timezone.now()
+    actor = _actor_id(user)
+    sql, params = _audited_decision_statement(action, connection.vendor)
+    rows = _run_decision(
+        sql,
+        params,
+        user=user,
+        item_id=item_id,
+        now=now,
+        actor=actor,
+        actor_json=json.dumps(actor),
+        at_json=json.dumps(canonical_at(now)),
+        purpose=purpose,
+        purpose_json=json.dumps(purpose),
+    )
+    if not rows:
+        return None
+    sequence = rows[0][-1]
+    decision = _decision_from_rows([row[:-1] for row in rows], action=action)
+    if sequence is None:  # the first event ever: the chain has no head yet
+        ensure_head()
+        _audit_decision(decision, user=user, action=action, purpose=purpose)
+    return decision
+
+
+def _actor_id(user: Any) -> int | None:
+    return user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _run_decision(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, **values: Any) -> list[Any]:
     fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
+    values.setdefault("now", timezone.now())
     bound = [
         _adapt(value, connection)
         for value in _bind(
-            params, user=getattr(user, "pk", None), now=timezone.now(), item=item_pk, perm=view_permission_id()
+            params,
+            user=getattr(user, "pk", None),
+            item=PupilItem._meta.pk.to_python(item_id),
+            perm=view_permission_id(),
+            **values,
         )
     ]
     with server_bound(), connection.cursor() as cursor:
         cursor.execute(sql.replace("{fence}", fence), bound)
-        rows = cursor.fetchall()
-    if not rows:
-        return None
-    widths = [len(model._meta.concrete_fields) for model in (PupilItem, Organisation, Membership, Organisation)]
-    bounds = [sum(widths[:n]) for n in range(len(widths) + 1)]
-    item = _from_row(PupilItem, rows[0][bounds[0] : bounds[1]], connection)
-    PupilItem.holder.field.set_cached_value(item, _from_row(Organisation, rows[0][bounds[1] : bounds[2]], connection))
+        return cursor.fetchall()
+
+
+def _decision_from_rows(rows: Sequence[Sequence[Any]], *, action: str) -> _Decision:
+    starts = _widths()
+    item = _from_row(PupilItem, rows[0][starts[0] : starts[1]], connection)
+    PupilItem.holder.field.set_cached_value(item, _from_row(Organisation, rows[0][starts[1] : starts[2]], connection))
     guardian = bool(rows[0][-1])
     memberships: list[tuple[Membership, int | None]] = []
     for row in rows:
-        if row[bounds[2]] is None:  # no active membership: the one row of the outer join
+        if row[starts[2]] is None:  # no active membership: the one row of the outer join
             continue
-        membership = _from_row(Membership, row[bounds[2] : bounds[3]], connection)
+        membership = _from_row(Membership, row[starts[2] : starts[3]], connection)
         Membership.organisation.field.set_cached_value(
-            membership, _from_row(Organisation, row[bounds[3] : bounds[4]], connection)
+            membership, _from_row(Organisation, row[starts[3] : starts[4]], connection)
         )
         memberships.append((membership, row[-2]))
     for membership, first in memberships:
@@ -727,14 +888,16 @@ def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
     return _Decision(item=item, memberships=[m for m, _ in memberships], branch=None)
 
 
-def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = "") -> Access:
-    """The item and the organisation the user acts for. ``NotFound`` when not allowed or missing.
+def _shredder(decision: _Decision) -> Membership | None:
+    return next(
+        (m for m in decision.memberships if m.organisation_id == decision.item.holder_id and m.role in SHRED_ROLES),
+        None,
+    )
 
-    Allowed and denied attempts on an existing item are both audited (ACC-5, scenario 9).
-    """
-    decision = _decide(user=user, item_id=item_id, action=action)
-    if decision is None:
-        raise NotFound
+
+def _audit_decision(decision: _Decision, *, user: Any, action: str, purpose: str) -> None:
+    """Append the event of a decision: allowed through its branch (or, to shred, the holder's director), else
+    denied and named after the user's first membership. ``_audited_decision_statement`` writes the same in SQL."""
     item = decision.item
     if decision.branch is not None:
         membership, rule = decision.branch.membership, decision.branch.rule
@@ -746,28 +909,24 @@ def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = ""
             role=membership.role,
             pupil_id=item.pupil_id,
             item_id=item.pk,
-            purpose=purpose or action,
+            purpose=purpose,
             legal_basis=rule.rule,
         )
-        return Access(item=item, organisation=membership.organisation, membership=membership, rule=rule.rule)
-    if action == Action.SHRED:
-        shredder = next(
-            (m for m in decision.memberships if m.organisation_id == item.holder_id and m.role in SHRED_ROLES),
-            None,
+        return
+    shredder = _shredder(decision) if action == Action.SHRED else None
+    if shredder is not None:
+        audit_append(
+            action=AuditAction.SHRED,
+            outcome=AuditOutcome.ALLOWED,
+            actor=user,
+            organisation_id=shredder.organisation_id,
+            role=shredder.role,
+            pupil_id=item.pupil_id,
+            item_id=item.pk,
+            purpose=purpose,
+            legal_basis="RET-1",
         )
-        if shredder is not None:
-            audit_append(
-                action=AuditAction.SHRED,
-                outcome=AuditOutcome.ALLOWED,
-                actor=user,
-                organisation_id=shredder.organisation_id,
-                role=shredder.role,
-                pupil_id=item.pupil_id,
-                item_id=item.pk,
-                purpose=purpose or "shred",
-                legal_basis="RET-1",
-            )
-            return Access(item=item, organisation=shredder.organisation, membership=shredder, rule="RET-1")
+        return
     first_membership = decision.memberships[0] if decision.memberships else None
     audit_append(
         action=AuditAction.DENIED,
@@ -777,9 +936,39 @@ def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = ""
         role=first_membership.role if first_membership else "",
         pupil_id=item.pupil_id,
         item_id=item.pk,
-        purpose=purpose or action,
+        purpose=purpose,
         legal_basis="",
     )
+
+
+def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = "") -> Access:
+    """The item and the organisation the user acts for. ``NotFound`` when not allowed or missing.
+
+    Allowed and denied attempts on an existing item are both audited (ACC-5, scenario 9): on PostgreSQL a
+    read or a write is decided and audited in one statement (``_decide_audited``), elsewhere (and to shred)
+    the decision is followed by its append.
+    """
+    purpose = purpose or action
+    if connection.vendor == "postgresql" and action != Action.SHRED:
+        decision = _decide_audited(user=user, item_id=item_id, action=action, purpose=purpose)
+        if decision is None:
+            raise NotFound
+    else:
+        decision = _decide(user=user, item_id=item_id, action=action)
+        if decision is None:
+            raise NotFound
+        _audit_decision(decision, user=user, action=action, purpose=purpose)
+    if decision.branch is not None:
+        membership = decision.branch.membership
+        return Access(
+            item=decision.item,
+            organisation=membership.organisation,
+            membership=membership,
+            rule=decision.branch.rule.rule,
+        )
+    shredder = _shredder(decision) if action == Action.SHRED else None
+    if shredder is not None:
+        return Access(item=decision.item, organisation=shredder.organisation, membership=shredder, rule="RET-1")
     raise NotFound
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ def _canonical(
 ) -> bytes:
     document = {
         "sequence": sequence,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "at": canonical_at(at),
         "actor": actor_id,
         "organisation": str(organisation_id) if organisation_id else None,
         "role": role,
@@ -48,6 +49,11 @@ def _canonical(
         "outcome": outcome,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def canonical_at(at: datetime) -> str:
+    """An event's time as the canonical document writes it (UTC, microseconds)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _hash(prev_hash: str, canonical: bytes) -> str:
@@ -162,6 +168,93 @@ def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
     event._state.adding = False
     event._state.db = connection.alias
     return event
+
+
+# --- Appending from SQL: the decision and its audit event in one statement (permissions.access) -----
+
+_LITERAL = re.compile(r'[{},:]?"[A-Za-z0-9_.-]*":?')
+
+
+def json_literal(value: str, *, before: str = "", after: str = "") -> str:
+    """``before``, a code's JSON text and ``after`` as an SQL string literal. Codes only: the text is checked
+    to hold no quote, backslash or percent sign that could change the SQL or its placeholders."""
+    text = before + json.dumps(value) + after
+    if not _LITERAL.fullmatch(text):
+        raise ValueError(f"not an audit code: {value!r}")
+    return "'" + text + "'"
+
+
+@dataclass(frozen=True)
+class SqlField:
+    """One event field written by SQL: ``value`` for its column, ``json`` for its JSON text in the canonical
+    document (as ``json.dumps`` writes it, so ``audit_verify`` recomputes the same hash in Python)."""
+
+    value: str
+    json: str
+
+
+def _canonical_keys() -> list[str]:
+    sample = _canonical(
+        sequence=0,
+        at=datetime(2000, 1, 1, tzinfo=UTC),
+        actor_id=None,
+        organisation_id=None,
+        role="",
+        pupil_id=None,
+        item_id=None,
+        action="",
+        purpose="",
+        legal_basis="",
+        outcome="",
+    )
+    return list(json.loads(sample))
+
+
+# The canonical document's keys name these columns (the others are the same word).
+_COLUMN_OF_KEY = {"actor": "actor_id", "organisation": "organisation_id", "pupil": "pupil_id", "item": "item_id"}
+
+
+def chained_append_sql(*, source: str, fields: dict[str, SqlField]) -> str:
+    """CTEs, to follow in a ``WITH`` list after ``source`` (a CTE of at most one row), that append the event
+    ``fields`` describe to the chain when ``source`` has its row: lock the head, hash, insert, move the head.
+    ``lp_moved`` returns the new event's sequence (no row: no event, or no head yet).
+
+    The SQL writes the canonical document (``_canonical``) itself: ``fields`` give each value's JSON text,
+    and the keys, in their sorted order, are literals, with the sequence last. ``audit_verify`` recomputes
+    every hash from the stored columns in Python, so a difference between the two writers breaks the chain
+    at its first event (tests compare them field by field). The head is locked ``FOR UPDATE`` as in
+    ``_append_postgresql``: concurrent appends queue on it and each sees its predecessor.
+    """
+    keys = _canonical_keys()
+    if keys[-1] != "sequence" or set(keys[:-1]) != set(fields):
+        raise ValueError(f"the event fields must be the canonical keys but the sequence: {keys}")
+    parts = []
+    for n, key in enumerate(keys):
+        parts.append(json_literal(key, before="{" if n == 0 else ",", after=":"))
+        if key != "sequence":
+            parts.append(f"({fields[key].json})")
+    document = " || ".join(parts)
+    event, head = (
+        connection.ops.quote_name(AuditEvent._meta.db_table),
+        connection.ops.quote_name(AuditHead._meta.db_table),
+    )
+    columns = [_COLUMN_OF_KEY.get(key, key) for key in keys[:-1]]
+    return (
+        f"lp_head AS (SELECT sequence, hash FROM {head} WHERE id = 1 FOR UPDATE),"  # noqa: S608 - names from model metadata
+        " lp_next AS (SELECT lp_h.sequence + 1 AS sequence, lp_h.hash AS prev_hash,"
+        f" {', '.join(f'{fields[key].value} AS {column}' for key, column in zip(keys[:-1], columns, strict=True))},"
+        f" encode(sha256(convert_to(lp_h.hash || '|' || {document} || (lp_h.sequence + 1)::text || '}}', 'UTF8')),"
+        f" 'hex') AS hash FROM {source} CROSS JOIN lp_head lp_h),"
+        f" lp_event AS (INSERT INTO {event} (sequence, {', '.join(columns)}, prev_hash, hash)"
+        f" SELECT sequence, {', '.join(columns)}, prev_hash, hash FROM lp_next RETURNING sequence, hash),"
+        f" lp_moved AS (UPDATE {head} SET sequence = lp_event.sequence, hash = lp_event.hash FROM lp_event"
+        f" WHERE {head}.id = 1 RETURNING lp_event.sequence)"
+    )
+
+
+def ensure_head() -> None:
+    """Create the chain's head if it does not exist yet (before the first event ever)."""
+    AuditHead.objects.get_or_create(id=1)
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,19 @@ in-Python reading of the policy table of the authorization-matrix test.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
 from exchange import files, services
 from exchange.models import Category, ItemKind, Membership, PupilItem, PupilItemGroupObjectPermission, Role
-from permissions.access import Action, _Sql, item_get_for_user, item_list_for_user
+from permissions.access import Action, _audit_decision, _decide, _Sql, item_get_for_user, item_list_for_user
 from permissions.audit import audit_append, audit_verify
 from permissions.grants import GrantSpec, grants_create, grants_revoke, view_permission_id
 from permissions.models import AuditEvent, AuditHead, AuditOutcome, Basis, Grant, Shield
@@ -294,12 +296,14 @@ def test_need_to_know_statements_are_prepared_once_per_connection(world) -> None
     for _ in range(7):
         list(item_list_for_user(user=user, pupil_id=world.lotte.pk))
         item_get_for_user(user=user, item_id=item.pk, action=READ)
+        audit_append(action="read", outcome=AuditOutcome.ALLOWED, actor=user, purpose="prepared")
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any('"permissions_grant" lp_g' in text and "lp_gp" in text and "LIMIT" not in text for text in prepared)
-    assert any(text.startswith("SELECT lp_i.") for text in prepared)  # the decision
-    assert any(text.startswith("WITH head AS") for text in prepared)  # the audit append
+    # the decision with its audit event
+    assert any(text.startswith("WITH lp_d") and '"permissions_auditevent"' in text for text in prepared)
+    assert any(text.startswith("WITH head AS") for text in prepared)  # the audit append on its own
 
 
 def test_acc5_append_keeps_the_chain_with_awkward_text(world) -> None:
@@ -360,3 +364,132 @@ def test_acc5_concurrent_appends_form_one_chain() -> None:
     assert errors == []
     assert connection.vendor == "postgresql"
     assert audit_verify() == (61, None)
+
+
+# --- PostgreSQL: the decision and its audit event in one statement ----------------------------------------
+
+_EVENT_FIELDS = (
+    "action",
+    "outcome",
+    "actor_id",
+    "organisation_id",
+    "role",
+    "pupil_id",
+    "item_id",
+    "purpose",
+    "legal_basis",
+)
+AWKWARD_PURPOSE = 'MDO "voorbereiding" \\ é ü 😀 \'; --'
+
+
+def _event_fields(event: AuditEvent) -> tuple[Any, ...]:
+    return tuple(getattr(event, name) for name in _EVENT_FIELDS)
+
+
+def _last_event() -> AuditEvent:
+    return AuditEvent.objects.latest("sequence")
+
+
+@pytest.mark.postgres
+def test_acc5_one_statement_decides_and_audits_as_the_two_step_path_does(world) -> None:
+    """ACC-5, scenario 9: on PostgreSQL a read or write is decided and audited in one statement. For every
+    persona, action and kind of item (allowed under different rules, denied with and without a membership),
+    its event equals the one the two-step path (``_decide`` then ``_audit_decision``) appends, and the chain
+    verifies: the canonical document written in SQL is the one ``audit_verify`` recomputes in Python."""
+    services.membership_grant(user=world.users["doctor_x"], organisation=world.orgs["X"], role=Role.CLB_WORKER)
+    items = [
+        _item(world, "X", Category.REPORT, ItemKind.VERSLAG),
+        _item(world, "X", Category.MEDICAL),
+        _item(world, "X", Category.ATTENDANCE),
+        _item(world, "A", Category.CAREER),
+        _item(world, "A", Category.DISCIPLINE),
+    ]
+    seen: dict[tuple[str, str], set[str]] = {}
+    for name, user in world.users.items():
+        for item in items:
+            for action in (READ, WRITE):
+                with CaptureQueriesContext(connection) as queries:
+                    allowed = _gets(user, item, action)
+                assert len(queries) == 1, [q["sql"][:80] for q in queries]
+                one_statement = _last_event()
+                # the two-step path, as on SQLite: the same decision, appended from Python
+                decision = _decide(user=user, item_id=item.pk, action=action)
+                _audit_decision(decision, user=user, action=action, purpose=action)
+                two_steps = _last_event()
+                assert one_statement.sequence + 1 == two_steps.sequence
+                assert _event_fields(one_statement) == _event_fields(two_steps), (name, item.category, action)
+                assert allowed == (one_statement.outcome == AuditOutcome.ALLOWED)
+                seen.setdefault((action, one_statement.outcome), set()).add(one_statement.legal_basis)
+        if name in ("worker_x", "care_a"):  # quotes, a backslash and non-ASCII in the canonical document
+            item_get_for_user(user=user, item_id=items[0].pk, action=READ, purpose=AWKWARD_PURPOSE)
+    # what the loop went through: reads and writes allowed under several rules, and denials
+    assert {"ACC-4", "A-2", "T-SCH-2"} <= seen[(READ, AuditOutcome.ALLOWED)]
+    assert seen[(WRITE, AuditOutcome.ALLOWED)] - {""}
+    assert seen[(READ, AuditOutcome.DENIED)] == {""}
+    assert AuditEvent.objects.filter(purpose=AWKWARD_PURPOSE, outcome=AuditOutcome.ALLOWED).count() == 2
+    assert AuditEvent.objects.filter(outcome=AuditOutcome.DENIED, organisation_id=None, role="").exists()
+    checked, broken = audit_verify()
+    assert broken is None
+    assert checked == AuditEvent.objects.count()
+
+
+@pytest.mark.postgres
+def test_acc5_one_statement_read_of_a_missing_or_shredded_item_appends_nothing(world) -> None:
+    item = _item(world, "X", Category.REPORT, ItemKind.VERSLAG)
+    before = _last_event().sequence
+    assert not _gets(world.users["worker_x"], PupilItem(pk=uuid.uuid4()))
+    PupilItem.objects.filter(pk=item.pk).update(shredded_at=timezone.now())
+    assert not _gets(world.users["worker_x"], item)
+    assert _last_event().sequence == before
+
+
+@pytest.mark.postgres
+def test_acc5_one_statement_read_starts_the_chain_when_it_has_no_head(world) -> None:
+    """The very first event of a platform can be a read: the head is created and the chain starts at 1."""
+    item = _item(world, "X", Category.REPORT, ItemKind.VERSLAG)
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")  # superuser bypass of the append-only triggers
+        cursor.execute("DELETE FROM permissions_auditevent")
+        cursor.execute("DELETE FROM permissions_audithead")
+        cursor.execute("SET session_replication_role = DEFAULT")
+    access = item_get_for_user(user=world.users["worker_x"], item_id=item.pk, action=READ)
+    assert access.rule == "ACC-4"
+    event = AuditEvent.objects.get()
+    assert (event.sequence, event.prev_hash, event.legal_basis) == (1, "0" * 64, "ACC-4")
+    assert audit_verify() == (1, None)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_acc5_concurrent_reads_and_appends_form_one_chain(world) -> None:
+    """ACC-5 on PostgreSQL: reads audited inside their decision and appends from other code queue on the same
+    head, from several connections at once; the chain has no gap or fork and every read is in it."""
+    item = _item(world, "X", Category.REPORT, ItemKind.VERSLAG)
+    users = [world.users["worker_x"], world.users["care_a"], world.users["worker_x_other"]]
+    start = _last_event().sequence
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(12):
+                if i % 3 == 2:
+                    audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
+                else:
+                    _gets(users[(n + i) % len(users)], item)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    checked, broken = audit_verify()
+    assert broken is None
+    assert checked == start + 48
+    reads = AuditEvent.objects.filter(item_id=item.pk, sequence__gt=start)
+    assert reads.count() == 32
+    assert reads.filter(outcome=AuditOutcome.DENIED, actor=world.users["worker_x_other"]).exists()
