@@ -10,7 +10,8 @@ function on guardian's generic tables (``object_pk`` text + content type, loaded
 which is what a project without direct tables runs. Two audit costs: the decision alone
 (``item_get_for_user`` vs ``_decide``) and the whole read as the API serves it (``GET /api/v1/items/<id>``
 through the view: decision, audit, decryption, serialization, JSON rendering) with and without the
-audit append, switched off for the benchmark only (``_audit_skipped``).
+audit, switched off for the benchmark only (``_audit_skipped``: the decision's statement without its audit
+event).
 """
 
 from __future__ import annotations
@@ -165,15 +166,25 @@ def _execute(statement: tuple[str, Any]) -> list[Any]:
 
 @contextmanager
 def _audit_skipped() -> Iterator[None]:
-    """Benchmark only: ``permissions.access`` appends no audit event inside the block (same code path otherwise)."""
+    """Benchmark only: ``permissions.access`` appends no audit event inside the block.
+
+    On PostgreSQL a read is decided and audited in one statement (``_decide_audited``); inside the block it
+    runs the decision's statement without the audit's CTEs (``_decide``) instead, and the two-step path's
+    append (``audit_append``, SQLite and shredding) does nothing. Everything else is the same code path.
+    """
     from permissions import access
 
-    append = access.audit_append
+    append, decide_audited = access.audit_append, access._decide_audited
+
+    def decide_only(*, user: Any, item_id: Any, action: str, purpose: str) -> Any:
+        return access._decide(user=user, item_id=item_id, action=action)
+
     access.audit_append = lambda **_: None  # type: ignore[assignment]
+    access._decide_audited = decide_only  # type: ignore[assignment]
     try:
         yield
     finally:
-        access.audit_append = append
+        access.audit_append, access._decide_audited = append, decide_audited  # type: ignore[assignment]
 
 
 @contextmanager

@@ -323,9 +323,11 @@ def render(
         "**Audit on a read** (target <= "
         f"{TARGET_MAX_AUDIT_OVERHEAD:.0%} over no audit, judged on the whole read: that is what the user waits "
         "for). **Whole read** = `GET /api/v1/items/<id>` through `ItemDetailApi` (`APIRequestFactory` + "
-        "`force_authenticate`, response rendered to JSON): the decision, the audit append, decryption of a "
-        "~1 KB note with the organisation's wrapped key and serialization; without audit = the same call with "
-        "`permissions.access.audit_append` switched off inside the benchmark only (no production setting). "
+        "`force_authenticate`, response rendered to JSON): the decision and its audit event (one statement on "
+        "PostgreSQL: the decision's rows, the hash-chained insert and the head's move, committed with one WAL "
+        "flush), decryption of a ~1 KB note with the organisation's wrapped key and serialization; without audit "
+        "= the same call with the decision's statement run without its audit event (`permissions.access._decide`"
+        " in place of `_decide_audited`), switched inside the benchmark only (no production setting). "
         "One real item per measured pupil, made through `files.item_create`. **Decision only** = "
         '`item_get_for_user(action="read")` against `permissions.access._decide` (the one statement that reads '
         "the item and which membership and rule allow it), rotating over the bulk-loaded visible items (ms):",
