@@ -31,10 +31,12 @@ interleaved), N = 200 repetitions (50 with ``--quick``) of the first page
 * **direct peer**: the same call on the project's direct foreign-key tables (what guardian picks for
   ``PupilItem``), for comparison.
 
-Targets: filtered p95 <= 25 ms, <= 1.5x unfiltered, >= 20x faster than the generic peer (ratios of p95).
+Targets (the issue's, on the first page of all visible items): filtered p95 <= 25 ms, <= 1.5x unfiltered,
+>= 20x faster than the generic peer (ratios of p95). The per-pupil page is held to the first two; its
+generic-peer factor is reported (on one pupil's handful of rows guardian's query itself takes a few ms).
 Audit cost (target <= 15 % over no audit), judged on the whole read as the API serves it:
-``GET /api/v1/items/<id>`` through the view (decision, audit append, decryption, serialization) with
-and without the append (switched off inside the benchmark only); the decision alone
+``GET /api/v1/items/<id>`` through the view (decision and audit in one statement, decryption,
+serialization) with and without the audit (switched off inside the benchmark only); the decision alone
 (``item_get_for_user`` against ``_decide``) is reported as well, and so is the same GET as a whole HTTP
 request (``django.test.Client``, every middleware, token authentication; reported, not judged).
 ``EXPLAIN (ANALYZE, BUFFERS)`` of each query is printed, and its summary written to the report.
@@ -220,13 +222,28 @@ def audit_ok(audit: dict[str, dict[str, float]]) -> bool:
     return max(audit_overhead(audit, "p50"), audit_overhead(audit, "p95")) <= TARGET_MAX_AUDIT_OVERHEAD
 
 
-def _list_table(measured: dict[str, Any], scope: str, rows_key: str, reps: int) -> list[str]:
+def targets_met(user: dict[str, Any]) -> bool:
+    """The issue's targets: the first page of all visible items (p95, against unfiltered and against the
+    generic peer) and the audit on a read; the per-pupil page is held to the first two (its generic peer,
+    on one pupil's few rows, is reported)."""
+    per_pupil = verdict(user["per_pupil"])
+    return verdict(user["all_items"]).ok and per_pupil.p95_ok and per_pupil.vs_unfiltered_ok and audit_ok(user["read"])
+
+
+def _list_table(
+    measured: dict[str, Any], scope: str, rows_key: str, reps: int, *, judge_peer: bool = True
+) -> list[str]:
+    peer_header = (
+        f">= {TARGET_MIN_PEER_FACTOR:g}x faster than the generic peer"
+        if judge_peer
+        else "generic peer factor (reported: the issue's target is on all visible items)"
+    )
     lines = [
         "| user | rows on page (filtered / unfiltered / generic peer / direct peer) | filtered p50 / p95 ms "
         "| unfiltered p50 / p95 ms | generic peer p50 / p95 ms | direct peer p50 / p95 ms "
         "| filtered ÷ unfiltered (p50, p95) | generic peer ÷ filtered (p50, p95) | direct peer ÷ filtered (p50, p95) "
         f"| p95 <= {TARGET_P95_MS:g} ms | <= {TARGET_MAX_VS_UNFILTERED:g}x unfiltered "
-        f"| >= {TARGET_MIN_PEER_FACTOR:g}x faster than the generic peer |",
+        f"| {peer_header} |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for key, user in measured["users"].items():
@@ -247,7 +264,8 @@ def _list_table(measured: dict[str, Any], scope: str, rows_key: str, reps: int) 
             f"| {_pp(p, reps)} | {_ratio(f['p50'], u['p50'])}, {_ratio(f['p95'], u['p95'])} "
             f"| {_ratio(g['p50'], f['p50'])}, {_ratio(g['p95'], f['p95'])} "
             f"| {_ratio(p['p50'], f['p50'])}, {_ratio(p['p95'], f['p95'])} "
-            f"| {_met(v.p95_ok)} | {_met(v.vs_unfiltered_ok)} | {_met(v.vs_peer_ok)} |"
+            f"| {_met(v.p95_ok)} | {_met(v.vs_unfiltered_ok)} "
+            f"| {_met(v.vs_peer_ok) if judge_peer else _ratio(g['p95'], f['p95'])} |"
         )
     return lines
 
@@ -298,10 +316,20 @@ def render(
         f"{counts['involvements']:,} involvements. Guardian rows checked against `expected_projection` on "
         f"{check['sampled_items']} sampled items: {check['missing_rows']} missing, {check['extra_rows']} extra.",
         "",
+        "**Verdict** (the issue's targets: the first page of all visible items at p95 <= "
+        f"{TARGET_P95_MS:g} ms, <= {TARGET_MAX_VS_UNFILTERED:g}x unfiltered and >= {TARGET_MIN_PEER_FACTOR:g}x "
+        f"faster than guardian's generic query; audit <= {TARGET_MAX_AUDIT_OVERHEAD:.0%} on a read; the "
+        "per-pupil page held to the first two): "
+        + "; ".join(
+            f"{USER_LABELS.get(key, key).split(' (')[0]} {_met(targets_met(user))}"
+            for key, user in measured["users"].items()
+        )
+        + ".",
+        "",
         f"**First page of one pupil's items** (what `GET /api/v1/pupils/<id>/items` runs; {plan.reps} repetitions "
         "per variant, rotating over 20 pupils the user may see; ms):",
         "",
-        *_list_table(measured, "per_pupil", "rows_per_page", plan.reps),
+        *_list_table(measured, "per_pupil", "rows_per_page", plan.reps, judge_peer=False),
         "",
         "Where the filtered per-pupil call spends its time (diagnostic variants, interleaved with the above; ms): "
         "**ORM** = `item_list_for_user(...)` with ordering and slice, compiled to SQL "
@@ -379,8 +407,8 @@ def render(
         f"({'10 % of the full size, ' if quick else ''}{plan.reps} repetitions after {plan.warmup} warm-up, "
         "variants interleaved with a rotating start). Each sample is the wall time of building the queryset and "
         '`list()` of `order_by("-created_at", "id")[:50]` in one Django process (`DJANGO_DEBUG=false`, one '
-        "persistent connection, loopback, the project's settings: the per-pupil list, the decision and the audit "
-        "append are bound on the server and prepared after five runs, everything else, the unfiltered queries and "
+        "persistent connection, loopback, the project's settings: the per-pupil list and the decision with its "
+        "audit event are bound on the server and prepared after five runs, everything else, the unfiltered queries and "
         "the peers included, is bound on the client as Django does; docs/operations.md); `item_list_for_user` is "
         "one statement (the memberships are joined inside it; the policy table's codes are literals in its text, "
         "per call only the user, the clock, the pupil and guardian's permission id are bound). Peers = "
@@ -497,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         write_section(name="access", title="Need to know: permission-filtered lists on PostgreSQL", body_markdown=body)
         _say("Wrote the 'access' section of docs/performance.md")
     _say(f"Total {time.perf_counter() - started:.0f} s")
-    ok = all(verdict(user["per_pupil"]).ok and audit_ok(user["read"]) for user in measured["users"].values())
+    ok = all(targets_met(user) for user in measured["users"].values())
     return 0 if ok else 1
 
 
