@@ -898,46 +898,26 @@ def _shredder(decision: _Decision) -> Membership | None:
 def _audit_decision(decision: _Decision, *, user: Any, action: str, purpose: str) -> None:
     """Append the event of a decision: allowed through its branch (or, to shred, the holder's director), else
     denied and named after the user's first membership. ``_audited_decision_statement`` writes the same in SQL."""
-    item = decision.item
+    shredder = _shredder(decision) if action == Action.SHRED and decision.branch is None else None
+    named: Membership | None
     if decision.branch is not None:
-        membership, rule = decision.branch.membership, decision.branch.rule
-        audit_append(
-            action=AuditAction.WRITE if action != READ else AuditAction.READ,
-            outcome=AuditOutcome.ALLOWED,
-            actor=user,
-            organisation_id=membership.organisation_id,
-            role=membership.role,
-            pupil_id=item.pupil_id,
-            item_id=item.pk,
-            purpose=purpose,
-            legal_basis=rule.rule,
-        )
-        return
-    shredder = _shredder(decision) if action == Action.SHRED else None
-    if shredder is not None:
-        audit_append(
-            action=AuditAction.SHRED,
-            outcome=AuditOutcome.ALLOWED,
-            actor=user,
-            organisation_id=shredder.organisation_id,
-            role=shredder.role,
-            pupil_id=item.pupil_id,
-            item_id=item.pk,
-            purpose=purpose,
-            legal_basis="RET-1",
-        )
-        return
-    first_membership = decision.memberships[0] if decision.memberships else None
+        kind = AuditAction.WRITE if action != READ else AuditAction.READ
+        outcome, named, rule = AuditOutcome.ALLOWED, decision.branch.membership, decision.branch.rule.rule
+    elif shredder is not None:
+        kind, outcome, named, rule = AuditAction.SHRED, AuditOutcome.ALLOWED, shredder, "RET-1"
+    else:
+        named = decision.memberships[0] if decision.memberships else None
+        kind, outcome, rule = AuditAction.DENIED, AuditOutcome.DENIED, ""
     audit_append(
-        action=AuditAction.DENIED,
-        outcome=AuditOutcome.DENIED,
+        action=kind,
+        outcome=outcome,
         actor=user,
-        organisation_id=first_membership.organisation_id if first_membership else None,
-        role=first_membership.role if first_membership else "",
-        pupil_id=item.pupil_id,
-        item_id=item.pk,
+        organisation_id=named.organisation_id if named else None,
+        role=named.role if named else "",
+        pupil_id=decision.item.pupil_id,
+        item_id=decision.item.pk,
         purpose=purpose,
-        legal_basis="",
+        legal_basis=rule,
     )
 
 

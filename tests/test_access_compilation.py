@@ -336,6 +336,14 @@ def test_acc5_first_event_creates_the_head(db) -> None:
     assert audit_verify() == (1, None)
 
 
+def _run_threads(worker: Any, count: int) -> None:
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_acc5_concurrent_appends_form_one_chain() -> None:
@@ -356,11 +364,7 @@ def test_acc5_concurrent_appends_form_one_chain() -> None:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_threads(worker, 4)
     assert errors == []
     assert connection.vendor == "postgresql"
     assert audit_verify() == (61, None)
@@ -481,11 +485,7 @@ def test_acc5_concurrent_reads_and_appends_form_one_chain(world) -> None:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_threads(worker, 4)
     assert errors == []
     checked, broken = audit_verify()
     assert broken is None
