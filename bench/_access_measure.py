@@ -164,6 +164,33 @@ def _execute(statement: tuple[str, Any]) -> list[Any]:
         return list(cursor.fetchall())
 
 
+def _commit_cost(reps: int, gap_ms: float = 4.0) -> dict[str, dict[str, float]]:
+    """What one durable commit costs on this server, in the read's context: ``SELECT 1`` against a one-row
+    ``INSERT`` that commits (its WAL flush), each after ``gap_ms`` of Python work as a read leaves the
+    connection idle between statements. A diagnostic of the audit's cost, not a target."""
+    from django.db import connection
+
+    def busy() -> None:
+        until = time.perf_counter() + gap_ms / 1000
+        while time.perf_counter() < until:
+            pass
+
+    samples: dict[str, list[float]] = {"select": [], "insert_commit": []}
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit_cost (id bigserial PRIMARY KEY, v integer)")
+        for _ in range(reps):
+            for name, sql in (
+                ("select", "SELECT 1"),
+                ("insert_commit", "INSERT INTO bench_commit_cost (v) VALUES (1)"),
+            ):
+                busy()
+                started = time.perf_counter()
+                cursor.execute(sql)
+                samples[name].append((time.perf_counter() - started) * 1000)
+        cursor.execute("DROP TABLE bench_commit_cost")
+    return {name: stats(values) for name, values in samples.items()}
+
+
 @contextmanager
 def _audit_skipped() -> Iterator[None]:
     """Benchmark only: ``permissions.access`` appends no audit event inside the block.
@@ -533,4 +560,9 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             sql = queryset[0] if isinstance(queryset, tuple) else str(queryset.query)
             out["explain"][key][name] = {"sql": sql, "plan": lines}
             _say(f"{key} EXPLAIN {name}: " + "; ".join(line.strip() for line in lines if "Time:" in line))
+    out["commit_cost"] = _commit_cost(reps)
+    _say(
+        "commit cost: "
+        + ", ".join(f"{name} p50 {v['p50']:.2f} / p95 {v['p95']:.2f} ms" for name, v in out["commit_cost"].items())
+    )
     result.write_text(json.dumps(out), encoding="utf-8")
