@@ -336,12 +336,24 @@ def test_acc5_first_event_creates_the_head(db) -> None:
     assert audit_verify() == (1, None)
 
 
-def _run_threads(worker: Any, count: int) -> None:
+def _run_threads(work: Any, count: int) -> list[BaseException]:
+    """Run ``work(n)`` in ``count`` threads, each on its own connection; the errors they raised."""
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return errors
 
 
 @pytest.mark.postgres
@@ -349,23 +361,16 @@ def _run_threads(worker: Any, count: int) -> None:
 def test_acc5_concurrent_appends_form_one_chain() -> None:
     """ACC-5 on PostgreSQL: appends from several connections queue on the head; the chain has no gap or fork."""
     audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose="start")
-    errors: list[BaseException] = []
 
-    def worker(n: int) -> None:
-        try:
-            for i in range(15):
-                if i % 2:
-                    with transaction.atomic():  # inside a caller's transaction, too
-                        audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
-                else:
+    def work(n: int) -> None:
+        for i in range(15):
+            if i % 2:
+                with transaction.atomic():  # inside a caller's transaction, too
                     audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
+            else:
+                audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
 
-    _run_threads(worker, 4)
-    assert errors == []
+    assert _run_threads(work, 4) == []
     assert connection.vendor == "postgresql"
     assert audit_verify() == (61, None)
 
@@ -471,22 +476,15 @@ def test_acc5_concurrent_reads_and_appends_form_one_chain(world) -> None:
     item = _item(world, "X", Category.REPORT, ItemKind.VERSLAG)
     users = [world.users["worker_x"], world.users["care_a"], world.users["worker_x_other"]]
     start = _last_event().sequence
-    errors: list[BaseException] = []
 
-    def worker(n: int) -> None:
-        try:
-            for i in range(12):
-                if i % 3 == 2:
-                    audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
-                else:
-                    _gets(users[(n + i) % len(users)], item)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def work(n: int) -> None:
+        for i in range(12):
+            if i % 3 == 2:
+                audit_append(action="read", outcome=AuditOutcome.ALLOWED, purpose=f"w{n}-{i}")
+            else:
+                _gets(users[(n + i) % len(users)], item)
 
-    _run_threads(worker, 4)
-    assert errors == []
+    assert _run_threads(work, 4) == []
     checked, broken = audit_verify()
     assert broken is None
     assert checked == start + 48
