@@ -44,7 +44,15 @@ from exchange.models import (
     PupilItemUserObjectPermission,
 )
 from exchange.selectors import membership_list_for_user
-from permissions.audit import SqlField, audit_append, canonical_at, chained_append_sql, ensure_head, json_literal
+from permissions.audit import (
+    SqlField,
+    actor_id_of,
+    audit_append,
+    canonical_at,
+    chained_append_sql,
+    ensure_head,
+    json_literal,
+)
 from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
 from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
@@ -817,7 +825,7 @@ def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _D
     """PostgreSQL, read and write: ``_decide`` and the audit event ``_audit_decision`` would append, in one
     statement (``_audited_decision_statement``). None if missing (no event, as ``item_get_for_user``)."""
     now = timezone.now()
-    actor = _actor_id(user)
+    actor = actor_id_of(user)
     sql, params = _audited_decision_statement(action, connection.vendor)
     rows = _run_decision(
         sql,
@@ -839,10 +847,6 @@ def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _D
         ensure_head()
         _audit_decision(decision, user=user, action=action, purpose=purpose)
     return decision
-
-
-def _actor_id(user: Any) -> int | None:
-    return user.pk if user is not None and getattr(user, "is_authenticated", False) else None
 
 
 def _run_decision(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, **values: Any) -> list[Any]:

@@ -76,6 +76,11 @@ def _event_canonical(event: AuditEvent) -> bytes:
     )
 
 
+def actor_id_of(actor: Any) -> int | None:
+    """The user an event names: an authenticated user's id, else none (anonymous, system)."""
+    return actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
 def audit_append(
     *,
     action: str,
@@ -93,10 +98,9 @@ def audit_append(
     On PostgreSQL one statement locks the head, inserts the event and moves the head (one round trip,
     its own transaction when the caller has none); elsewhere the ORM does the same in three.
     """
-    actor_id = actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
     fields: dict[str, Any] = {
         "at": timezone.now(),
-        "actor_id": actor_id,
+        "actor_id": actor_id_of(actor),
         "organisation_id": organisation_id,
         "role": role,
         "pupil_id": pupil_id,

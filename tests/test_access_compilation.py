@@ -22,8 +22,16 @@ from rest_framework.exceptions import NotFound
 
 from exchange import files, services
 from exchange.models import Category, ItemKind, Membership, PupilItem, PupilItemGroupObjectPermission, Role
-from permissions.access import Action, _audit_decision, _decide, _Sql, item_get_for_user, item_list_for_user
-from permissions.audit import audit_append, audit_verify
+from permissions.access import (
+    Action,
+    _audit_decision,
+    _code,
+    _decide,
+    _Sql,
+    item_get_for_user,
+    item_list_for_user,
+)
+from permissions.audit import audit_append, audit_verify, json_literal
 from permissions.grants import GrantSpec, grants_create, grants_revoke, view_permission_id
 from permissions.models import AuditEvent, AuditHead, AuditOutcome, Basis, Grant, Shield
 from permissions.policy import READ, WRITE
@@ -284,6 +292,14 @@ def test_only_policy_codes_are_written_into_the_text() -> None:
         for bad in ("x'; DROP TABLE permissions_grant; --", "Care", "a b", "a%s", "{x}"):
             with pytest.raises(ValueError, match="not a policy code"):
                 q.among("k", {bad})
+    # The audit event a decision writes in SQL (ACC-5): its codes and keys are literals under the same guard.
+    assert json_literal("T-SCH-2") == """'"T-SCH-2"'"""
+    assert json_literal("role", before=",", after=":") == """',"role":'"""
+    for bad in ("x'; --", 'a"b', "a\\b", "a%s", "é"):
+        with pytest.raises(ValueError, match="not an audit code"):
+            json_literal(bad)
+        with pytest.raises(ValueError, match="not a code"):
+            _code(bad)
 
 
 @pytest.mark.postgres
