@@ -330,40 +330,54 @@ def _record_failure(
     )
 
 
-def _version_row(item: PupilItem, number: int | None) -> ItemVersion:
-    number = number or item.current_version
-    version = ItemVersion.objects.filter(item=item, version=number).first()
-    if version is None:
-        raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
-    return version
+@dataclass(frozen=True)
+class _Sealed:
+    """A version's ciphertexts with the reading organisation's wrap of its DEK: all a read needs from the
+    database (``_sealed``, one query); opening it is crypto only, unless the crypto fails."""
+
+    item: PupilItem
+    organisation: Organisation
+    version: ItemVersion
+    wrap: WrappedKey
 
 
-def _dek_for(*, version: ItemVersion, organisation: Organisation, user: Any) -> bytes:
-    wrap = WrappedKey.objects.filter(item_version=version, organisation=organisation).first()
+def _sealed(*, item: PupilItem, organisation: Organisation, version: int | None = None) -> _Sealed:
+    """The version ``version`` (the current one by default) and ``organisation``'s wrap of its key, in one
+    query. No version of that number: a 400; no wrap for the organisation: a 404 (a grant without a
+    wrapped key cannot decrypt, so to the reader the item does not exist)."""
+    number = version or item.current_version
+    wrap = (
+        WrappedKey.objects.select_related("item_version")
+        .filter(item_version__item=item, item_version__version=number, organisation=organisation)
+        .first()
+    )
     if wrap is None:
-        # A grant without a wrapped key cannot decrypt: to the reader this does not exist.
+        if not ItemVersion.objects.filter(item=item, version=number).exists():
+            raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
         from rest_framework.exceptions import NotFound
 
         raise NotFound
+    row = wrap.item_version
+    row.item = item
+    return _Sealed(item=item, organisation=organisation, version=row, wrap=wrap)
+
+
+def _unwrap(sealed: _Sealed, *, user: Any) -> bytes:
+    version, organisation = sealed.version, sealed.organisation
     try:
         return keyring_from_settings().unwrap(
             org_id=str(organisation.id),
-            kek_version=wrap.kek_version,
-            wrapped=bytes(wrap.wrapped_dek),
-            aad=_wrap_aad(version.item, version.version, organisation.id),
+            kek_version=sealed.wrap.kek_version,
+            wrapped=bytes(sealed.wrap.wrapped_dek),
+            aad=_wrap_aad(sealed.item, version.version, organisation.id),
         )
     except (CryptoIntegrityError, KeyringError):
-        _record_failure(version=version, item=version.item, organisation=organisation, user=user, part="wrap")
+        _record_failure(version=version, item=sealed.item, organisation=organisation, user=user, part="wrap")
         raise ItemIntegrityError from None
 
 
-def item_decrypt(
-    *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
-) -> DecryptedVersion:
-    """Decrypt title, body and file name of a version for ``organisation``."""
-    row = _version_row(item, version)
-    row.item = item
-    dek = _dek_for(version=row, organisation=organisation, user=user)
+def _open(sealed: _Sealed, *, dek: bytes, user: Any) -> DecryptedVersion:
+    item, row = sealed.item, sealed.version
     part = "title"
     try:
         title = aead.decrypt(dek=dek, blob=bytes(row.title_ciphertext), aad=_aad(item, row.version, "title")).decode()
@@ -379,9 +393,17 @@ def item_decrypt(
             ).decode()
             file_info = FileInfo(name=name, content_type=row.file_content_type, size=row.file_size or 0)
     except CryptoIntegrityError:
-        _record_failure(version=row, item=item, organisation=organisation, user=user, part=part)
+        _record_failure(version=row, item=item, organisation=sealed.organisation, user=user, part=part)
         raise ItemIntegrityError from None
     return DecryptedVersion(version=row, title=title, body=body, file=file_info)
+
+
+def item_decrypt(
+    *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
+) -> DecryptedVersion:
+    """Decrypt title, body and file name of a version for ``organisation``."""
+    sealed = _sealed(item=item, organisation=organisation, version=version)
+    return _open(sealed, dek=_unwrap(sealed, user=user), user=user)
 
 
 def item_titles(*, items: list[PupilItem], organisation_ids: set[uuid.UUID], user: Any) -> dict[uuid.UUID, str]:
@@ -429,13 +451,14 @@ def item_file_stream(
     *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
 ) -> tuple[DecryptedVersion, Iterator[bytes]]:
     """The decrypted file of a version as a stream of authenticated segments."""
-    decrypted = item_decrypt(item=item, organisation=organisation, user=user, version=version)
+    sealed = _sealed(item=item, organisation=organisation, version=version)
+    dek = _unwrap(sealed, user=user)
+    decrypted = _open(sealed, dek=dek, user=user)
     if decrypted.file is None:
         from rest_framework.exceptions import NotFound
 
         raise NotFound
     row = decrypted.version
-    dek = _dek_for(version=row, organisation=organisation, user=user)
 
     def stream() -> Iterator[bytes]:
         with default_storage.open(row.file_blob, "rb") as handle:

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
@@ -105,6 +106,27 @@ def test_a_new_version_never_overwrites_the_old_one(world) -> None:
     # Each version has its own data key.
     versions = ItemVersion.objects.filter(item_id=item_id)
     assert {bytes(w.wrapped_dek) for w in WrappedKey.objects.filter(item_version__in=versions)}.__len__() == 2
+
+
+def test_a_read_fetches_the_version_and_its_key_in_one_query(world, django_assert_num_queries) -> None:
+    """ENC: a version opens only with the reader's own wrap of its key, fetched with it in one query; a version
+    that does not exist is a 400, a version without a wrap for the reader a 404 (nothing to decrypt)."""
+    from rest_framework.exceptions import NotFound
+
+    from exchange import files
+
+    item_id = create(world, "care_a", body="versie 1").json()["id"]
+    world.client("care_a").post(f"/api/v1/items/{item_id}/versions", {"title": "v2", "body": "versie 2"}, format="json")
+    item = PupilItem.objects.get(pk=item_id)
+    with django_assert_num_queries(1):
+        decrypted = files.item_decrypt(item=item, organisation=world.orgs["A"], user=None, version=1)
+    assert (decrypted.version.version, decrypted.body) == (1, "versie 1")
+    with django_assert_num_queries(1):
+        assert files.item_decrypt(item=item, organisation=world.orgs["A"], user=None).body == "versie 2"
+    with pytest.raises(ValidationError):
+        files.item_decrypt(item=item, organisation=world.orgs["A"], user=None, version=3)
+    with pytest.raises(NotFound):  # organisation B holds no wrap of this item's keys
+        files.item_decrypt(item=item, organisation=world.orgs["B"], user=None)
 
 
 def test_verslag_records_its_type_and_dates(world) -> None:
