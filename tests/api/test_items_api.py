@@ -109,8 +109,9 @@ def test_a_new_version_never_overwrites_the_old_one(world) -> None:
 
 
 def test_a_read_fetches_the_version_and_its_key_in_one_query(world, django_assert_num_queries) -> None:
-    """ENC: a version opens only with the reader's own wrap of its key, fetched with it in one query; a version
-    that does not exist is a 400, a version without a wrap for the reader a 404 (nothing to decrypt)."""
+    """A version opens only with the reader's organisation's wrap of its key (ARCHITECTURE "Crypto follows the
+    grants"; S-4 relies on it: a withdrawal deletes the wrap), fetched with the version in one query; a version
+    that does not exist is a 400, one without a wrap for the reader a 404 (nothing to decrypt)."""
     from rest_framework.exceptions import NotFound
 
     from exchange import files
