@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
@@ -333,7 +333,7 @@ def _record_failure(
 @dataclass(frozen=True)
 class _Sealed:
     """A version's ciphertexts with the reading organisation's wrap of its DEK: all a read needs from the
-    database (``_sealed``, one query); opening it is crypto only, unless the crypto fails."""
+    database (``_sealed_statement``, one query); opening it is crypto only, unless the crypto fails."""
 
     item: PupilItem
     organisation: Organisation
@@ -341,28 +341,88 @@ class _Sealed:
     wrap: WrappedKey
 
 
-def _sealed(*, item: PupilItem, organisation: Organisation, version: int | None = None) -> _Sealed:
-    """The version ``version`` (the current one by default) and ``organisation``'s wrap of its key, in one
-    query. No version of that number: a 400; no wrap for the organisation: a 404 (a grant without a
-    wrapped key cannot decrypt, so to the reader the item does not exist)."""
-    number = version or item.current_version
-    wrap = (
-        WrappedKey.objects.select_related("item_version")
-        .filter(item_version__item=item, item_version__version=number, organisation=organisation)
-        .first()
+class _Broken(Exception):
+    """A ciphertext or wrap failed authentication (``part``); recorded by the caller, outside any read."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(part)
+        self.part = part
+
+
+def _sealed_statement(
+    *, item_id: Any, version: int | None, user: Any = None, organisation: Any = None
+) -> tuple[str, list[Any]]:
+    """One query for a version (the current one when ``version`` is None) and its wraps for the reader: the
+    wrap of ``organisation``, or of every organisation ``user`` is an active member of. A row per wrap found,
+    or one row without a wrap; no row: no such version."""
+    from exchange.models import Membership
+
+    def table(model: Any) -> str:
+        return connection.ops.quote_name(model._meta.db_table)
+
+    def col(model: Any, name: str) -> str:
+        return connection.ops.quote_name(model._meta.get_field(name).column)
+
+    def prep(model: Any, value: Any) -> Any:
+        return model._meta.pk.get_db_prep_value(model._meta.pk.to_python(value), connection)
+
+    v, w, m = ItemVersion, WrappedKey, Membership
+    columns = [f"lp_v.{connection.ops.quote_name(f.column)}" for f in v._meta.concrete_fields]
+    columns += [f"lp_w.{connection.ops.quote_name(f.column)}" for f in w._meta.concrete_fields]
+    if organisation is not None:
+        readers, reader = "%s", prep(Organisation, organisation.pk)
+    else:
+        readers = (
+            f"SELECT lp_m.{col(m, 'organisation')} FROM {table(m)} lp_m"  # noqa: S608 - names from model metadata
+            f" WHERE lp_m.{col(m, 'user')} = %s AND lp_m.{col(m, 'active')}"
+        )
+        reader = getattr(user, "pk", None)
+    item = prep(PupilItem, item_id)
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {table(v)} lp_v"  # noqa: S608 - names from model metadata, values bound
+        f" LEFT OUTER JOIN {table(w)} lp_w ON lp_w.{col(w, 'item_version')} = lp_v.{col(v, 'id')}"
+        f" AND lp_w.{col(w, 'organisation')} IN ({readers})"
+        f" WHERE lp_v.{col(v, 'item')} = %s AND lp_v.{col(v, 'version')} = COALESCE(%s,"
+        f" (SELECT lp_i.{col(PupilItem, 'current_version')} FROM {table(PupilItem)} lp_i"
+        f" WHERE lp_i.{col(PupilItem, 'id')} = %s))"
     )
-    if wrap is None:
-        if not ItemVersion.objects.filter(item=item, version=number).exists():
-            raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
-        from rest_framework.exceptions import NotFound
+    return sql, [reader, item, version, item]
 
+
+def _sealed_from_rows(rows: list[Any], *, item: PupilItem, organisation: Organisation, version: int | None) -> _Sealed:
+    """The version and ``organisation``'s wrap from ``_sealed_statement``'s rows. No version of that number: a
+    400; no wrap for the organisation: a 404 (a grant without a wrapped key cannot decrypt, so to the reader
+    the item does not exist)."""
+    from rest_framework.exceptions import NotFound
+
+    from permissions.access import model_from_row
+
+    if not rows:
+        number = version or item.current_version
+        raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
+    width = len(ItemVersion._meta.concrete_fields)
+    organisation_at = width + [f.name for f in WrappedKey._meta.concrete_fields].index("organisation")
+    found = None
+    for row in rows:
+        if (
+            row[organisation_at] is not None
+            and model_from_row(WrappedKey, row[width:], connection).organisation_id == organisation.pk
+        ):
+            found = row
+            break
+    if found is None:
         raise NotFound
-    row = wrap.item_version
-    row.item = item
-    return _Sealed(item=item, organisation=organisation, version=row, wrap=wrap)
+    row_version = model_from_row(ItemVersion, found[:width], connection)
+    row_version.item = item
+    return _Sealed(
+        item=item,
+        organisation=organisation,
+        version=row_version,
+        wrap=model_from_row(WrappedKey, found[width:], connection),
+    )
 
 
-def _unwrap(sealed: _Sealed, *, user: Any) -> bytes:
+def _unwrap(sealed: _Sealed) -> bytes:
     version, organisation = sealed.version, sealed.organisation
     try:
         return keyring_from_settings().unwrap(
@@ -372,11 +432,10 @@ def _unwrap(sealed: _Sealed, *, user: Any) -> bytes:
             aad=_wrap_aad(sealed.item, version.version, organisation.id),
         )
     except (CryptoIntegrityError, KeyringError):
-        _record_failure(version=version, item=sealed.item, organisation=organisation, user=user, part="wrap")
-        raise ItemIntegrityError from None
+        raise _Broken("wrap") from None
 
 
-def _open(sealed: _Sealed, *, dek: bytes, user: Any) -> DecryptedVersion:
+def _open(sealed: _Sealed, *, dek: bytes) -> DecryptedVersion:
     item, row = sealed.item, sealed.version
     part = "title"
     try:
@@ -393,17 +452,96 @@ def _open(sealed: _Sealed, *, dek: bytes, user: Any) -> DecryptedVersion:
             ).decode()
             file_info = FileInfo(name=name, content_type=row.file_content_type, size=row.file_size or 0)
     except CryptoIntegrityError:
-        _record_failure(version=row, item=item, organisation=sealed.organisation, user=user, part=part)
-        raise ItemIntegrityError from None
+        raise _Broken(part) from None
     return DecryptedVersion(version=row, title=title, body=body, file=file_info)
+
+
+def _opened(sealed: _Sealed) -> tuple[DecryptedVersion, bytes] | _Broken:
+    """Crypto only (no statement): the decrypted version and its DEK, or what failed."""
+    try:
+        dek = _unwrap(sealed)
+        return _open(sealed, dek=dek), dek
+    except _Broken as broken:
+        return broken
+
+
+def _checked(
+    opened: tuple[DecryptedVersion, bytes] | _Broken, *, sealed: _Sealed, user: Any
+) -> tuple[DecryptedVersion, bytes]:
+    """``_opened``'s result, or its failure recorded (``IntegrityFailure`` and an audit event) and a 409."""
+    if isinstance(opened, _Broken):
+        version = sealed.version
+        _record_failure(
+            version=version, item=sealed.item, organisation=sealed.organisation, user=user, part=opened.part
+        )
+        raise ItemIntegrityError
+    return opened
 
 
 def item_decrypt(
     *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
 ) -> DecryptedVersion:
-    """Decrypt title, body and file name of a version for ``organisation``."""
-    sealed = _sealed(item=item, organisation=organisation, version=version)
-    return _open(sealed, dek=_unwrap(sealed, user=user), user=user)
+    """Decrypt title, body and file name of a version with ``organisation``'s wrap. No access check: a read
+    goes through ``item_read``; this one opens what an organisation holds the key of (one query)."""
+    sql, params = _sealed_statement(item_id=item.pk, version=version, organisation=organisation)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    sealed = _sealed_from_rows(rows, item=item, organisation=organisation, version=version)
+    return _checked(_opened(sealed), sealed=sealed, user=user)[0]
+
+
+@dataclass(frozen=True)
+class ItemRead:
+    """One read of an item: who read it as what (``access``), and the decrypted version."""
+
+    access: Any
+    decrypted: DecryptedVersion
+
+
+def _read(*, user: Any, item_id: Any, version: int | None, purpose: str) -> tuple[ItemRead, bytes]:
+    from permissions.access import item_reading
+
+    follow = _sealed_statement(item_id=item_id, version=version, user=user)
+    with item_reading(user=user, item_id=item_id, follow=follow, purpose=purpose) as reading:
+        # The read's audit event is committing: crypto only in here, and nothing leaves before the block ends.
+        access = reading.access
+        sealed = _sealed_from_rows(reading.rows, item=access.item, organisation=access.organisation, version=version)
+        opened = _opened(sealed)
+    decrypted, dek = _checked(opened, sealed=sealed, user=user)
+    return ItemRead(access=access, decrypted=decrypted), dek
+
+
+def item_read(*, user: Any, item_id: Any, version: int | None = None, purpose: str = "") -> ItemRead:
+    """Read one item: decided and audited (``permissions.access.item_reading``), then its version (the current
+    one by default) decrypted with the wrap of the organisation the user reads it for. ``NotFound`` when not
+    allowed or missing, a 400 for a version that does not exist, a 409 when a ciphertext fails authentication.
+    Returns once the read's audit event has committed."""
+    return _read(user=user, item_id=item_id, version=version, purpose=purpose)[0]
+
+
+def item_read_file(
+    *, user: Any, item_id: Any, version: int | None = None, purpose: str = ""
+) -> tuple[ItemRead, Iterator[bytes]]:
+    """``item_read``, and the version's file decrypted as a stream of authenticated segments (``NotFound``
+    when the version has no file)."""
+    read, dek = _read(user=user, item_id=item_id, version=version, purpose=purpose)
+    decrypted, item, organisation = read.decrypted, read.access.item, read.access.organisation
+    if decrypted.file is None:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound
+    row = decrypted.version
+
+    def stream() -> Iterator[bytes]:
+        with default_storage.open(row.file_blob, "rb") as handle:
+            try:
+                yield from aead.decrypt_stream(dek=dek, read=handle.read, aad=_aad(item, row.version, "file"))
+            except CryptoIntegrityError:
+                _record_failure(version=row, item=item, organisation=organisation, user=user, part="file")
+                raise
+
+    return read, stream()
 
 
 def item_titles(*, items: list[PupilItem], organisation_ids: set[uuid.UUID], user: Any) -> dict[uuid.UUID, str]:
@@ -445,30 +583,6 @@ def item_titles(*, items: list[PupilItem], organisation_ids: set[uuid.UUID], use
             _record_failure(version=version, item=item, organisation=item.holder, user=user, part="title")
             titles[item_id] = ""
     return titles
-
-
-def item_file_stream(
-    *, item: PupilItem, organisation: Organisation, user: Any, version: int | None = None
-) -> tuple[DecryptedVersion, Iterator[bytes]]:
-    """The decrypted file of a version as a stream of authenticated segments."""
-    sealed = _sealed(item=item, organisation=organisation, version=version)
-    dek = _unwrap(sealed, user=user)
-    decrypted = _open(sealed, dek=dek, user=user)
-    if decrypted.file is None:
-        from rest_framework.exceptions import NotFound
-
-        raise NotFound
-    row = decrypted.version
-
-    def stream() -> Iterator[bytes]:
-        with default_storage.open(row.file_blob, "rb") as handle:
-            try:
-                yield from aead.decrypt_stream(dek=dek, read=handle.read, aad=_aad(item, row.version, "file"))
-            except CryptoIntegrityError:
-                _record_failure(version=row, item=item, organisation=organisation, user=user, part="file")
-                raise
-
-    return decrypted, stream()
 
 
 SHRED_REASONS = ("retention_expired", "erasure_request", "entered_in_error")

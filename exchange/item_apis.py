@@ -322,11 +322,9 @@ class ItemDetailApi(ProtectedApi):
         summary="Read an item (decrypted for your organisation)",
     )
     def get(self, request: Request, item_id: str) -> Response:
-        access = self.protected_item(item_id, Action.READ)
-        decrypted = files.item_decrypt(
-            item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
-        )
-        data = _metadata(access.item, decrypted.title)
+        read = self.protected_read(item_id, version=_version_param(request))
+        decrypted = read.decrypted
+        data = _metadata(read.access.item, decrypted.title)
         data.update(
             version=decrypted.version.version,
             authored_on=decrypted.version.authored_on,
@@ -346,11 +344,9 @@ class ItemFileApi(ProtectedApi):
         summary="Download an item's file (streamed, decrypted on the fly)",
     )
     def get(self, request: Request, item_id: str) -> StreamingHttpResponse:
-        access = self.protected_item(item_id, Action.READ)
-        decrypted, stream = files.item_file_stream(
-            item=access.item, organisation=access.organisation, user=request.user, version=_version_param(request)
-        )
-        assert decrypted.file is not None  # noqa: S101 - item_file_stream raises NotFound otherwise
+        read, stream = self.protected_read_file(item_id, version=_version_param(request))
+        decrypted = read.decrypted
+        assert decrypted.file is not None  # noqa: S101 - item_read_file raises NotFound otherwise
         response = StreamingHttpResponse(stream, content_type=decrypted.file.content_type)
         response["Content-Length"] = str(decrypted.file.size)
         response["Content-Disposition"] = content_disposition_header(True, decrypted.file.name) or "attachment"

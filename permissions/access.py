@@ -24,7 +24,8 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from django.db import connection
 from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 from rest_framework.exceptions import NotFound
 
 from exchange.models import (
@@ -784,7 +786,7 @@ def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[An
     return compiled, tuple(params)
 
 
-def _from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any:
+def model_from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any:
     """A model instance from raw column values, converted as the ORM converts them."""
     return _rows_to_models(model, [values], connection)[0]
 
@@ -824,10 +826,24 @@ def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
 def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _Decision | None:
     """PostgreSQL, read and write: ``_decide`` and the audit event ``_audit_decision`` would append, in one
     statement (``_audited_decision_statement``). None if missing (no event, as ``item_get_for_user``)."""
+    sql, bound = _audited_bound(user=user, item_id=item_id, action=action, purpose=purpose)
+    with server_bound(), connection.cursor() as cursor:
+        cursor.execute(sql, bound)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    decision, headless = _audited_from_rows(rows, action=action)
+    if headless:
+        _append_first_event(decision, user=user, action=action, purpose=purpose)
+    return decision
+
+
+def _audited_bound(*, user: Any, item_id: Any, action: str, purpose: str) -> tuple[str, list[Any]]:
+    """The audited decision's statement and its bound values."""
     now = timezone.now()
     actor = actor_id_of(user)
     sql, params = _audited_decision_statement(action, connection.vendor)
-    rows = _run_decision(
+    return _bound(
         sql,
         params,
         user=user,
@@ -839,17 +855,21 @@ def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _D
         purpose=purpose,
         purpose_json=json.dumps(purpose),
     )
-    if not rows:
-        return None
-    sequence = rows[0][-1]
-    decision = _decision_from_rows([row[:-1] for row in rows], action=action)
-    if sequence is None:  # the first event ever: the chain has no head yet
-        ensure_head()
-        _audit_decision(decision, user=user, action=action, purpose=purpose)
-    return decision
 
 
-def _run_decision(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, **values: Any) -> list[Any]:
+def _audited_from_rows(rows: Sequence[Sequence[Any]], *, action: str) -> tuple[_Decision, bool]:
+    """The decision in the audited statement's rows, and whether its event is still to append: each row ends
+    with the new event's sequence, NULL when the chain had no head yet (the first event ever)."""
+    return _decision_from_rows([row[:-1] for row in rows], action=action), rows[0][-1] is None
+
+
+def _append_first_event(decision: _Decision, *, user: Any, action: str, purpose: str) -> None:
+    ensure_head()
+    _audit_decision(decision, user=user, action=action, purpose=purpose)
+
+
+def _bound(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, **values: Any) -> tuple[str, list[Any]]:
+    """A decision statement ready to run: its ``{fence}`` resolved and its parameters bound and adapted."""
     fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
     values.setdefault("now", timezone.now())
     bound = [
@@ -862,23 +882,30 @@ def _run_decision(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, *
             **values,
         )
     ]
+    return sql.replace("{fence}", fence), bound
+
+
+def _run_decision(sql: str, params: Sequence[Any], *, user: Any, item_id: Any, **values: Any) -> list[Any]:
+    statement, bound = _bound(sql, params, user=user, item_id=item_id, **values)
     with server_bound(), connection.cursor() as cursor:
-        cursor.execute(sql.replace("{fence}", fence), bound)
+        cursor.execute(statement, bound)
         return cursor.fetchall()
 
 
 def _decision_from_rows(rows: Sequence[Sequence[Any]], *, action: str) -> _Decision:
     starts = _widths()
-    item = _from_row(PupilItem, rows[0][starts[0] : starts[1]], connection)
-    PupilItem.holder.field.set_cached_value(item, _from_row(Organisation, rows[0][starts[1] : starts[2]], connection))
+    item = model_from_row(PupilItem, rows[0][starts[0] : starts[1]], connection)
+    PupilItem.holder.field.set_cached_value(
+        item, model_from_row(Organisation, rows[0][starts[1] : starts[2]], connection)
+    )
     guardian = bool(rows[0][-1])
     memberships: list[tuple[Membership, int | None]] = []
     for row in rows:
         if row[starts[2]] is None:  # no active membership: the one row of the outer join
             continue
-        membership = _from_row(Membership, row[starts[2] : starts[3]], connection)
+        membership = model_from_row(Membership, row[starts[2] : starts[3]], connection)
         Membership.organisation.field.set_cached_value(
-            membership, _from_row(Organisation, row[starts[3] : starts[4]], connection)
+            membership, model_from_row(Organisation, row[starts[3] : starts[4]], connection)
         )
         memberships.append((membership, row[-2]))
     for membership, first in memberships:
@@ -942,6 +969,13 @@ def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = ""
         if decision is None:
             raise NotFound
         _audit_decision(decision, user=user, action=action, purpose=purpose)
+    access = _access_of(decision, action=action)
+    if access is None:
+        raise NotFound
+    return access
+
+
+def _access_of(decision: _Decision, *, action: str) -> Access | None:
     if decision.branch is not None:
         membership = decision.branch.membership
         return Access(
@@ -953,7 +987,148 @@ def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = ""
     shredder = _shredder(decision) if action == Action.SHRED else None
     if shredder is not None:
         return Access(item=decision.item, organisation=shredder.organisation, membership=shredder, rule="RET-1")
-    raise NotFound
+    return None
+
+
+class StatementDuringRead(RuntimeError):
+    """A statement was sent while a read's audit event was committing (``item_reading``)."""
+
+
+def _refuse_statements(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    raise StatementDuringRead(
+        "No statement may run inside item_reading: the read's audit event is still committing on this"
+        " connection. Use the rows of its follow-up statement, and query after the block."
+    )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An allowed read of one item: who reads it as what, and the rows of the statement that followed the
+    decision (``item_reading``)."""
+
+    access: Access
+    rows: list[Any]
+
+
+def _read_decision(*, user: Any, item_id: Any, purpose: str) -> tuple[str, list[Any], bool]:
+    """The statement that decides a read and appends its event, bound; True: its rows end with the event's
+    sequence. (The access benchmark swaps in the decision alone to measure what the audit costs.)"""
+    sql, bound = _audited_bound(user=user, item_id=item_id, action=READ, purpose=purpose)
+    return sql, bound, True
+
+
+class _Pipelined:
+    """PostgreSQL: statements sent in one psycopg pipeline, their results fetched in one round trip, and the
+    transaction's ``COMMIT`` sent without waiting; ``close`` waits for it and raises if it failed.
+
+    ``own``: the pipeline brackets the statements with ``BEGIN`` and ``COMMIT``; inside an atomic block it
+    does not, and they commit with the surrounding transaction. A transaction left open by an error is rolled
+    back, so the connection goes back to Django as it came: idle, in autocommit.
+    """
+
+    def __init__(self) -> None:
+        connection.ensure_connection()
+        self.raw = connection.connection
+        self.own = not connection.in_atomic_block
+        self.cursors: list[Any] = []
+        self.pipeline = self.raw.pipeline()
+        with connection.wrap_database_errors:
+            self.pipeline.__enter__()
+
+    def _cursor(self) -> Any:
+        cursor = connection.cursor()
+        self.cursors.append(cursor)
+        return cursor
+
+    def run(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        try:
+            with server_bound():
+                if self.own:
+                    self._cursor().execute("BEGIN")
+                sent = []
+                for sql, params in statements:
+                    cursor = self._cursor()
+                    cursor.execute(sql, params)
+                    sent.append(cursor)
+                results = [cursor.fetchall() for cursor in sent]
+                if self.own:
+                    self._cursor().execute("COMMIT")
+        except BaseException as exc:
+            self.close(exc)
+            raise
+        return results
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Wait for the commit. After an error in the block (``exc``) that error is the one raised."""
+        try:
+            with connection.wrap_database_errors:
+                self.pipeline.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        finally:
+            for cursor in self.cursors:
+                cursor.close()
+            if self.own and not self.raw.closed and self.raw.info.transaction_status != TransactionStatus.IDLE:
+                with connection.wrap_database_errors:
+                    self.raw.execute("ROLLBACK")
+
+
+@contextmanager
+def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], purpose: str = "") -> Iterator[Reading]:
+    """The read of one item: decided and audited as ``item_get_for_user(action="read")`` decides and audits it,
+    followed by ``follow``, one statement that needs nothing from the decision (the read's key fetch,
+    ``exchange.files.item_read``). ``NotFound`` when not allowed or missing, raised once the denial is recorded.
+
+    On PostgreSQL ``BEGIN``, the audited decision, ``follow`` and ``COMMIT`` go in one pipeline: both results
+    come back in one round trip, and the ``COMMIT`` (the event's WAL flush) is sent before the block runs and
+    waited for when it ends. The flush thus overlaps the block's work (decryption), and what the block computes
+    must not leave before the ``with`` statement has ended: an event that could not commit raises there. The
+    block runs no statement (they would queue behind the commit): one raises ``StatementDuringRead``.
+    ``follow`` runs after the decision as a statement of its own, so under READ COMMITTED it sees what committed
+    while the decision waited for the chain's head: a withdrawal's deleted wrap (S-4). Elsewhere (SQLite)
+    ``item_get_for_user``, then ``follow``.
+    """
+    purpose = purpose or Action.READ
+    if connection.vendor != "postgresql":
+        yield _reading_in_turn(user=user, item_id=item_id, follow=follow, purpose=purpose)
+        return
+    sql, bound, audited = _read_decision(user=user, item_id=item_id, purpose=purpose)
+    pipelined = _Pipelined()
+    decided, followed = pipelined.run([(sql, bound), follow])
+    decision: _Decision | None = None
+    access: Access | None = None
+    headless = False
+    try:
+        if decided:
+            if audited:
+                decision, headless = _audited_from_rows(decided, action=READ)
+            else:
+                decision = _decision_from_rows(decided, action=READ)
+            access = _access_of(decision, action=READ)
+    except BaseException as exc:
+        pipelined.close(exc)
+        raise
+    if access is None or headless:
+        pipelined.close()
+        if decision is not None and headless:
+            _append_first_event(decision, user=user, action=READ, purpose=purpose)
+        if access is None:
+            raise NotFound
+        yield Reading(access=access, rows=followed)
+        return
+    try:
+        with connection.execute_wrapper(_refuse_statements):
+            yield Reading(access=access, rows=followed)
+    except BaseException as exc:
+        pipelined.close(exc)
+        raise
+    pipelined.close()
+
+
+def _reading_in_turn(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], purpose: str) -> Reading:
+    """``item_reading`` without a pipeline (SQLite): the audited decision, then ``follow``."""
+    access = item_get_for_user(user=user, item_id=item_id, action=READ, purpose=purpose)
+    with connection.cursor() as cursor:
+        cursor.execute(*follow)
+        return Reading(access=access, rows=cursor.fetchall())
 
 
 def membership_may_write(*, user: Any, membership: Membership, category: str, pupil_id: uuid.UUID) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.views import APIView
 
+from exchange.files import ItemRead, item_read, item_read_file
 from exchange.models import PupilItem
 from permissions.access import Access, FeedPage, item_feed_for_user, item_get_for_user, item_list_for_user
 
@@ -16,7 +18,7 @@ FORBIDDEN_OVERRIDES = ("get_queryset", "get_object")
 
 
 class ProtectedApi(APIView):
-    """Pupil items are fetched only through ``protected_item`` / ``protected_items``.
+    """Pupil items are fetched only through ``protected_item`` / ``protected_read`` / ``protected_items``.
 
     A subclass that defines ``get_queryset`` or ``get_object`` is refused when the class is
     created: there is no way to reach a pupil item around ``permissions.access``. An audited
@@ -38,6 +40,15 @@ class ProtectedApi(APIView):
 
     def protected_item(self, item_id: Any, action: str) -> Access:
         return item_get_for_user(user=self.request.user, item_id=item_id, action=action, purpose=self.purpose())
+
+    def protected_read(self, item_id: Any, *, version: int | None = None) -> ItemRead:
+        """Read one item (``exchange.files.item_read``): decided, audited and decrypted; returns once the audit
+        event has committed."""
+        return item_read(user=self.request.user, item_id=item_id, version=version, purpose=self.purpose())
+
+    def protected_read_file(self, item_id: Any, *, version: int | None = None) -> tuple[ItemRead, Iterator[bytes]]:
+        """``protected_read`` and the version's file as a decrypted stream."""
+        return item_read_file(user=self.request.user, item_id=item_id, version=version, purpose=self.purpose())
 
     def protected_items(self, pupil_id: uuid.UUID | None = None) -> QuerySet[PupilItem]:
         return item_list_for_user(user=self.request.user, pupil_id=pupil_id)
