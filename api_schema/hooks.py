@@ -33,6 +33,8 @@ _DESCRIPTIONS = {
     "413": "The upload is larger than the configured limit.",
     "415": "Unsupported media type.",
 }
+# Codes a view declares itself with its own description (the item reads: 409, 503); the body is the same.
+_DECLARED_ONLY = {"409", "503"}
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 )
             # An error response a view declares itself (a GET refusing bad query parameters) has the same body.
             for code, response in operation.get("responses", {}).items():
-                if code in _DESCRIPTIONS and not response.get("content"):
+                if (code in _DESCRIPTIONS or code in _DECLARED_ONLY) and not response.get("content"):
                     response["content"] = {"application/json": {"schema": ref}}
             operation["responses"] = dict(sorted(operation["responses"].items()))
     return result

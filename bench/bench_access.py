@@ -351,12 +351,14 @@ def render(
         "**Audit on a read** (target <= "
         f"{TARGET_MAX_AUDIT_OVERHEAD:.0%} over no audit, judged on the whole read: that is what the user waits "
         "for). **Whole read** = `GET /api/v1/items/<id>` through `ItemDetailApi` (`APIRequestFactory` + "
-        "`force_authenticate`, response rendered to JSON): the decision and its audit event (one statement on "
-        "PostgreSQL: the decision's rows, the hash-chained insert and the head's move, committed with one WAL "
-        "flush), the version's ciphertexts with the organisation's wrap of its key (one query), decryption of a "
-        "~1 KB note and serialization; without audit "
-        "= the same call with the decision's statement run without its audit event (`permissions.access._decide`"
-        " in place of `_decide_audited`), switched inside the benchmark only (no production setting). "
+        "`force_authenticate`, response rendered to JSON): `files.item_read`, i.e. in one psycopg pipeline "
+        "`BEGIN`, the decision with its audit event (one statement: the decision's rows, the hash-chained "
+        "insert and the head's move), the version's ciphertexts with the reader's organisations' wraps of its "
+        "key, both answered in one round trip, then `COMMIT` (one WAL flush) sent before decryption and "
+        "waited for after it (`permissions.access.item_reading`); then serialization of a ~1 KB note; without "
+        "audit = the same call with the decision's statement run without its audit event "
+        "(`permissions.access._decision_statement` in place of the audited one, same pipeline, same `BEGIN` "
+        "and `COMMIT`), switched inside the benchmark only (no production setting). "
         "One real item per measured pupil, made through `files.item_create`. **Decision only** = "
         '`item_get_for_user(action="read")` against `permissions.access._decide` (the one statement that reads '
         "the item and which membership and rule allow it), rotating over the bulk-loaded visible items (ms):",
@@ -388,8 +390,9 @@ def render(
             f"{insert['p50']:.2f} / {insert['p95']:.2f} ms (p50 / p95) where `SELECT 1` takes "
             f"{select['p50']:.2f} / {select['p95']:.2f} ms, each after 4 ms of Python work as in a read "
             f"({plan.reps} of each): {insert['p50'] - select['p50']:.2f} ms at p50 is the commit alone. The "
-            "audited read adds that commit and the event's insert to the decision's one statement; the commit "
-            "stays synchronous (`synchronous_commit = on`), so no read's record can be lost in a crash.",
+            "audited read adds that commit and the event's insert to the decision's one statement, and waits for "
+            "the commit only once decryption is done; the commit stays synchronous (`synchronous_commit = on`), "
+            "so no read's record can be lost in a crash, and nothing of a read is returned before it.",
         ]
     lines += [
         "",

@@ -312,13 +312,25 @@ def _version_param(request: Request) -> int | None:
     return int(raw)
 
 
+# A read answers 400 for a version that does not exist, 409 when a ciphertext fails authentication, and 503
+# when its audit event could not be recorded (nothing of the item is returned then).
+READ_ERRORS: dict[int, OpenApiResponse] = {
+    code: OpenApiResponse(description=description)
+    for code, description in (
+        (400, "No version of that number."),
+        (409, "A stored ciphertext failed its integrity check: nothing of it is shown, the failure is recorded."),
+        (503, "The read could not be recorded in the audit trail, so nothing of it is shown. Try again later."),
+    )
+}
+
+
 class ItemDetailApi(ProtectedApi):
     """Reads one item, decrypted with your organisation's wrapped key. Every read is audited."""
 
     @extend_schema(
         operation_id="items_retrieve",
         parameters=[VERSION_PARAMETER],
-        responses={200: ItemDetailSerializer},
+        responses={200: ItemDetailSerializer, **READ_ERRORS},
         summary="Read an item (decrypted for your organisation)",
     )
     def get(self, request: Request, item_id: str) -> Response:
@@ -340,7 +352,10 @@ class ItemFileApi(ProtectedApi):
     @extend_schema(
         operation_id="items_file_retrieve",
         parameters=[VERSION_PARAMETER],
-        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file")},
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file"),
+            **READ_ERRORS,
+        },
         summary="Download an item's file (streamed, decrypted on the fly)",
     )
     def get(self, request: Request, item_id: str) -> StreamingHttpResponse:

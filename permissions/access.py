@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,12 +32,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
-from rest_framework.exceptions import NotFound
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound
 
 from exchange.models import (
     Membership,
@@ -59,6 +61,8 @@ from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
 from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
 from permissions.prepared import ServerBoundQuerySet, server_bound
+
+logger = logging.getLogger(__name__)
 
 
 class Action:
@@ -990,6 +994,29 @@ def _access_of(decision: _Decision, *, action: str) -> Access | None:
     return None
 
 
+class AuditNotRecorded(APIException):
+    """A read's audit event did not commit: nothing of the read is returned."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "audit_not_recorded"
+    default_detail = "This read could not be recorded in the audit trail, so nothing is shown. Try again later."
+
+
+def _confirm(pipelined: _Pipelined) -> None:
+    """Wait for a read's commit; ``AuditNotRecorded`` when it failed (logged without its message, which
+    may quote values)."""
+    try:
+        pipelined.close()
+    except DatabaseError as error:
+        cause = error.__cause__
+        logger.error(
+            "a read's audit event did not commit: %s (SQLSTATE %s)",
+            type(cause or error).__name__,
+            getattr(cause, "sqlstate", None),
+        )
+        raise AuditNotRecorded from None
+
+
 class StatementDuringRead(RuntimeError):
     """A statement was sent while a read's audit event was committing (``item_reading``)."""
 
@@ -1080,7 +1107,8 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     On PostgreSQL ``BEGIN``, the audited decision, ``follow`` and ``COMMIT`` go in one pipeline: both results
     come back in one round trip, and the ``COMMIT`` (the event's WAL flush) is sent before the block runs and
     waited for when it ends. The flush thus overlaps the block's work (decryption), and what the block computes
-    must not leave before the ``with`` statement has ended: an event that could not commit raises there. The
+    must not leave before the ``with`` statement has ended: an event that could not commit raises there
+    (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The
     block runs no statement (they would queue behind the commit): one raises ``StatementDuringRead``.
     ``follow`` runs after the decision as a statement of its own, so under READ COMMITTED it sees what committed
     while the decision waited for the chain's head: a withdrawal's deleted wrap (S-4). Elsewhere (SQLite)
@@ -1107,7 +1135,7 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
         pipelined.close(exc)
         raise
     if access is None or headless:
-        pipelined.close()
+        _confirm(pipelined)
         if decision is not None and headless:
             _append_first_event(decision, user=user, action=READ, purpose=purpose)
         if access is None:
@@ -1120,7 +1148,7 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     except BaseException as exc:
         pipelined.close(exc)
         raise
-    pipelined.close()
+    _confirm(pipelined)
 
 
 def _reading_in_turn(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], purpose: str) -> Reading:

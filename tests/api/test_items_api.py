@@ -130,6 +130,43 @@ def test_a_read_fetches_the_version_and_its_key_in_one_query(world, django_asser
         files.item_decrypt(item=item, organisation=world.orgs["B"], user=None)
 
 
+def test_a_read_opens_the_version_asked_for_with_the_deciding_organisations_wrap(world) -> None:
+    """ARCHITECTURE "Crypto follows the grants" (S-4 relies on it): ``item_read`` decrypts the version asked
+    for (the current one by default) with the wrap of the organisation the decision names, also for a user
+    with several memberships whose key fetch brings back wraps of each; a version that does not exist is a
+    400; with that organisation's wrap gone the item does not exist for the reader (404)."""
+    from rest_framework.exceptions import NotFound
+
+    from exchange import files
+    from exchange.services import membership_grant
+    from permissions.grants import GrantSpec, grants_create
+    from permissions.models import Basis
+
+    item_id = create(world, "care_a", body="versie 1").json()["id"]
+    world.client("care_a").post(f"/api/v1/items/{item_id}/versions", {"title": "v2", "body": "versie 2"}, format="json")
+    care = world.users["care_a"]
+    # Also a CLB worker at X, whose organisation holds a wrap of this item's key too: the decision names A.
+    membership_grant(user=care, organisation=world.orgs["X"], role="clb_worker")
+    item = PupilItem.objects.get(pk=item_id)
+    spec = GrantSpec(item=item, organisation=world.orgs["X"], basis=Basis.CONSENT, rule="S-1", source_id=uuid.uuid4())
+    grants_create(specs=[spec])
+    assert WrappedKey.objects.filter(item_version__item=item, organisation=world.orgs["X"]).exists()
+    read = files.item_read(user=care, item_id=item_id, version=1)
+    assert (read.decrypted.version.version, read.decrypted.body, read.access.organisation) == (
+        1,
+        "versie 1",
+        world.orgs["A"],
+    )
+    assert files.item_read(user=care, item_id=item_id).decrypted.body == "versie 2"
+    with pytest.raises(ValidationError):
+        files.item_read(user=care, item_id=item_id, version=3)
+    assert world.client("care_a").get(f"/api/v1/items/{item_id}?version=3").status_code == 400
+    WrappedKey.objects.filter(item_version__item=item, item_version__version=2, organisation=world.orgs["A"]).delete()
+    with pytest.raises(NotFound):
+        files.item_read(user=care, item_id=item_id)
+    assert files.item_read(user=care, item_id=item_id, version=1).decrypted.body == "versie 1"
+
+
 def test_verslag_records_its_type_and_dates(world) -> None:
     bad = create(world, "care_a", category="report", kind="verslag", body="...")
     assert bad.status_code == 400

@@ -1,0 +1,146 @@
+"""The read of one item on PostgreSQL: decision, audit event and key fetch in one pipeline, the event's commit
+overlapping decryption (``permissions.access.item_reading``, ``exchange.files.item_read``).
+
+What these prove: every read leaves its event before anything of it is returned (ACC-5, ACC-1: the pupil's
+access history is complete), a read whose event cannot commit returns nothing (a 503), a denial is recorded
+before its 404, and the connection goes back to Django idle and in autocommit whatever happens. Run outside a
+test transaction (``transaction=True``): only then does the read send its own ``BEGIN`` and ``COMMIT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import DataError, connection
+from django.test.utils import CaptureQueriesContext
+from psycopg.pq import TransactionStatus
+from rest_framework.exceptions import NotFound
+
+from exchange import files
+from exchange.models import PupilItem
+from permissions.access import AuditNotRecorded, StatementDuringRead, item_reading
+from tests.api.test_items_api import create
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+FAIL_AT_COMMIT = "test-fail-at-commit"
+
+
+def committed_events(**where: Any) -> list[tuple[str, str, str]]:
+    """(action, outcome, purpose) of the events matching ``where``, read on a second connection: only what
+    has committed."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    clauses = " AND ".join(f"{column} = %s" for column in where)
+    with psycopg.connect(**params, autocommit=True) as other:
+        rows = other.execute(
+            f"SELECT action, outcome, purpose FROM permissions_auditevent WHERE {clauses} ORDER BY sequence",  # noqa: S608 - test columns
+            list(where.values()),
+        ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def assert_idle_in_autocommit() -> None:
+    assert connection.get_autocommit()
+    assert connection.connection.info.transaction_status == TransactionStatus.IDLE
+
+
+@pytest.fixture
+def refusing_commit() -> Iterator[None]:
+    """A deferred constraint trigger that fails the COMMIT of any transaction holding an audit event whose
+    purpose is ``FAIL_AT_COMMIT``: the commit a read sends before it decrypts."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION lp_test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.purpose = '{FAIL_AT_COMMIT}' THEN RAISE EXCEPTION 'commit refused by the test';"
+            " END IF; RETURN NULL; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER lp_test_fail_at_commit AFTER INSERT ON permissions_auditevent"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lp_test_fail_at_commit()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER lp_test_fail_at_commit ON permissions_auditevent")
+            cursor.execute("DROP FUNCTION lp_test_fail_at_commit()")
+
+
+def test_a_read_returns_once_its_event_has_committed(world) -> None:
+    """ACC-5/ACC-1: the read's event is durable (seen by another connection) when ``item_read`` returns; the
+    read is BEGIN, the audited decision, the key fetch and COMMIT, and nothing else."""
+    item_id = create(world, "care_a", body="Gesprek met ouders").json()["id"]
+    reader = world.users["care_a"]
+    with CaptureQueriesContext(connection) as sent:
+        read = files.item_read(user=reader, item_id=item_id, purpose="pipelined")
+    assert read.decrypted.body == "Gesprek met ouders"
+    assert read.access.organisation == world.orgs["A"]
+    assert committed_events(item_id=item_id, actor_id=reader.pk, purpose="pipelined") == [
+        ("read", "allowed", "pipelined")
+    ]
+    statements = [query["sql"].split()[0] for query in sent.captured_queries]
+    assert statements == ["BEGIN", "WITH", "SELECT", "COMMIT"], statements
+    assert_idle_in_autocommit()
+
+
+def test_a_read_whose_event_cannot_commit_returns_nothing(world, refusing_commit) -> None:
+    """ACC-5: no content without its audit event. The COMMIT fails after decryption has run: the API answers
+    503 with no byte of the item, nothing is recorded, and the connection serves the next read."""
+    item_id = create(world, "care_a", body="Zorgplan wiskunde").json()["id"]
+    client = world.client("care_a")
+    response = client.get(f"/api/v1/items/{item_id}", HTTP_X_PURPOSE=FAIL_AT_COMMIT)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "audit_not_recorded"
+    assert b"Zorgplan" not in response.content
+    assert b"Klassenraad" not in response.content
+    download = client.get(f"/api/v1/items/{item_id}/file", HTTP_X_PURPOSE=FAIL_AT_COMMIT)
+    assert download.status_code == 503
+    assert committed_events(item_id=item_id, purpose=FAIL_AT_COMMIT) == []
+    assert_idle_in_autocommit()
+    assert client.get(f"/api/v1/items/{item_id}").json()["body"] == "Zorgplan wiskunde"
+    assert committed_events(item_id=item_id, purpose="read") == [("read", "allowed", "read")]
+
+
+def test_a_denied_read_is_recorded_before_its_404(world, refusing_commit) -> None:
+    """ACC-5 (scenario 9): a denial is durable when the 404 is raised; one that cannot commit is a 503."""
+    item_id = create(world, "care_a", body="Alleen voor school A").json()["id"]
+    stranger = world.users["stranger"]
+    with pytest.raises(NotFound):
+        files.item_read(user=stranger, item_id=item_id, purpose="curious")
+    assert committed_events(item_id=item_id, actor_id=stranger.pk) == [("denied", "denied", "curious")]
+    with pytest.raises(AuditNotRecorded):
+        files.item_read(user=stranger, item_id=item_id, purpose=FAIL_AT_COMMIT)
+    assert committed_events(item_id=item_id, purpose=FAIL_AT_COMMIT) == []
+    assert_idle_in_autocommit()
+
+
+def test_no_statement_runs_while_a_read_commits(world) -> None:
+    """A statement inside the read's block would queue behind the commit and run in its transaction: it is
+    refused, the read's event still commits (it was sent first), and the connection comes back clean."""
+    item_id = create(world, "care_a", body="...").json()["id"]
+    reader = world.users["care_a"]
+    follow = ("SELECT 1", [])
+    reading = item_reading(user=reader, item_id=item_id, follow=follow, purpose="nested")
+    with pytest.raises(StatementDuringRead), reading as read:
+        assert read.rows == [(1,)]
+        PupilItem.objects.filter(pk=item_id).exists()
+    assert committed_events(item_id=item_id, purpose="nested") == [("read", "allowed", "nested")]
+    assert_idle_in_autocommit()
+    assert PupilItem.objects.filter(pk=item_id).exists()
+
+
+def test_a_failing_follow_up_rolls_the_read_back(world) -> None:
+    """An error in the pipeline before the COMMIT leaves no event and no open transaction behind."""
+    item_id = create(world, "care_a", body="...").json()["id"]
+    follow = ("SELECT 1 / 0", [])
+    reading = item_reading(user=world.users["care_a"], item_id=item_id, follow=follow, purpose="broken")
+    with pytest.raises(DataError, match="division by zero"), reading:
+        pass
+    assert committed_events(item_id=item_id, purpose="broken") == []
+    assert_idle_in_autocommit()
+    assert files.item_read(user=world.users["care_a"], item_id=item_id).decrypted.body == "..."
