@@ -195,33 +195,27 @@ def _commit_cost(reps: int, gap_ms: float = 4.0) -> dict[str, dict[str, float]]:
 def _audit_skipped() -> Iterator[None]:
     """Benchmark only: ``permissions.access`` appends no audit event inside the block.
 
-    On PostgreSQL a read is decided and audited in one statement: ``_decide_audited`` (``item_get_for_user``)
-    and ``_read_decision`` (``item_reading``, the API's read, pipelined with the key fetch). Inside the block
-    both run the decision's statement without the audit's CTEs (``_decision_statement``) instead, and the
-    two-step path's append (``audit_append``, SQLite and shredding) does nothing. Everything else is the same
-    code path: the read keeps its pipeline, its ``BEGIN`` and its ``COMMIT``.
+    On PostgreSQL ``item_get_for_user`` decides and audits in one statement (``_decide_audited``); inside the
+    block it runs the decision's statement without the audit's CTEs (``_decide``) instead. The read of one
+    item (``item_reading``, the API's read) sends neither the head's lock nor the event's append
+    (``_read_audited``): the same pipeline, the same ``BEGIN``, decision, key fetch and ``COMMIT``. The
+    two-step path's append (``audit_append``, SQLite and shredding) does nothing.
     """
-    from django.db import connection
-
     from permissions import access
 
-    append, decide_audited, read_decision = access.audit_append, access._decide_audited, access._read_decision
+    append, decide_audited, read_audited = access.audit_append, access._decide_audited, access._read_audited
 
     def decide_only(*, user: Any, item_id: Any, action: str, purpose: str) -> Any:
         return access._decide(user=user, item_id=item_id, action=action)
 
-    def read_decision_only(*, user: Any, item_id: Any, purpose: str) -> tuple[str, list[Any], bool]:
-        sql, params = access._decision_statement(access.Action.READ, connection.vendor)
-        return (*access._bound(sql, params, user=user, item_id=item_id), False)
-
     access.audit_append = lambda **_: None  # type: ignore[assignment]
     access._decide_audited = decide_only  # type: ignore[assignment]
-    access._read_decision = read_decision_only  # type: ignore[assignment]
+    access._read_audited = lambda: False  # type: ignore[assignment]
     try:
         yield
     finally:
         access.audit_append, access._decide_audited = append, decide_audited  # type: ignore[assignment]
-        access._read_decision = read_decision  # type: ignore[assignment]
+        access._read_audited = read_audited  # type: ignore[assignment]
 
 
 @contextmanager

@@ -51,10 +51,12 @@ from exchange.selectors import membership_list_for_user
 from permissions.audit import (
     SqlField,
     actor_id_of,
+    append_statement,
     audit_append,
     canonical_at,
     chained_append_sql,
     ensure_head,
+    head_lock_statement,
     json_literal,
 )
 from permissions.grants import view_permission_id
@@ -931,8 +933,14 @@ def _shredder(decision: _Decision) -> Membership | None:
 
 
 def _audit_decision(decision: _Decision, *, user: Any, action: str, purpose: str) -> None:
-    """Append the event of a decision: allowed through its branch (or, to shred, the holder's director), else
-    denied and named after the user's first membership. ``_audited_decision_statement`` writes the same in SQL."""
+    """Append the event of a decision (``_decision_event``)."""
+    audit_append(**_decision_event(decision, user=user, action=action, purpose=purpose))
+
+
+def _decision_event(decision: _Decision, *, user: Any, action: str, purpose: str) -> dict[str, Any]:
+    """The event of a decision, as ``audit_append``'s keywords: allowed through its branch (or, to shred, the
+    holder's director), else denied and named after the user's first membership.
+    ``_audited_decision_statement`` writes the same in SQL."""
     shredder = _shredder(decision) if action == Action.SHRED and decision.branch is None else None
     named: Membership | None
     if decision.branch is not None:
@@ -943,17 +951,17 @@ def _audit_decision(decision: _Decision, *, user: Any, action: str, purpose: str
     else:
         named = decision.memberships[0] if decision.memberships else None
         kind, outcome, rule = AuditAction.DENIED, AuditOutcome.DENIED, ""
-    audit_append(
-        action=kind,
-        outcome=outcome,
-        actor=user,
-        organisation_id=named.organisation_id if named else None,
-        role=named.role if named else "",
-        pupil_id=decision.item.pupil_id,
-        item_id=decision.item.pk,
-        purpose=purpose,
-        legal_basis=rule,
-    )
+    return {
+        "action": kind,
+        "outcome": outcome,
+        "actor": user,
+        "organisation_id": named.organisation_id if named else None,
+        "role": named.role if named else "",
+        "pupil_id": decision.item.pupil_id,
+        "item_id": decision.item.pk,
+        "purpose": purpose,
+        "legal_basis": rule,
+    }
 
 
 def item_get_for_user(*, user: Any, item_id: Any, action: str, purpose: str = "") -> Access:
@@ -1037,16 +1045,16 @@ class Reading:
     rows: list[Any]
 
 
-def _read_decision(*, user: Any, item_id: Any, purpose: str) -> tuple[str, list[Any], bool]:
-    """The statement that decides a read and appends its event, bound; True: its rows end with the event's
-    sequence. (The access benchmark swaps in the decision alone to measure what the audit costs.)"""
-    sql, bound = _audited_bound(user=user, item_id=item_id, action=READ, purpose=purpose)
-    return sql, bound, True
+def _read_audited() -> bool:
+    """Whether the read of one item appends its event: always. (The access benchmark swaps in False to
+    measure what the audit costs; nothing else does.)"""
+    return True
 
 
 class _Pipelined:
-    """PostgreSQL: statements sent in one psycopg pipeline, their results fetched in one round trip, and the
-    transaction's ``COMMIT`` sent without waiting; ``close`` waits for it and raises if it failed.
+    """PostgreSQL: one transaction sent through a psycopg pipeline. ``fetch`` sends ``BEGIN`` and statements
+    and returns their rows in one round trip; ``commit`` sends statements and ``COMMIT`` without waiting for
+    them; ``close`` waits, and raises if any of them failed.
 
     ``own``: the pipeline brackets the statements with ``BEGIN`` and ``COMMIT``; inside an atomic block it
     does not, and they commit with the surrounding transaction. A transaction left open by an error is rolled
@@ -1062,28 +1070,32 @@ class _Pipelined:
         with connection.wrap_database_errors:
             self.pipeline.__enter__()
 
-    def _cursor(self) -> Any:
-        cursor = connection.cursor()
+    def _send(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with server_bound():
+            cursor = connection.cursor()
         self.cursors.append(cursor)
+        cursor.execute(sql, params)
         return cursor
 
-    def run(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+    def fetch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         try:
-            with server_bound():
-                if self.own:
-                    self._cursor().execute("BEGIN")
-                sent = []
-                for sql, params in statements:
-                    cursor = self._cursor()
-                    cursor.execute(sql, params)
-                    sent.append(cursor)
-                results = [cursor.fetchall() for cursor in sent]
-                if self.own:
-                    self._cursor().execute("COMMIT")
+            if self.own:
+                self._send("BEGIN")
+            sent = [self._send(sql, params) for sql, params in statements]
+            return [cursor.fetchall() for cursor in sent]
         except BaseException as exc:
             self.close(exc)
             raise
-        return results
+
+    def commit(self, statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
+        try:
+            for sql, params in statements:
+                self._send(sql, params)
+            if self.own:
+                self._send("COMMIT")
+        except BaseException as exc:
+            self.close(exc)
+            raise
 
     def close(self, exc: BaseException | None = None) -> None:
         """Wait for the commit. After an error in the block (``exc``) that error is the one raised."""
@@ -1104,39 +1116,48 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     followed by ``follow``, one statement that needs nothing from the decision (the read's key fetch,
     ``exchange.files.item_read``). ``NotFound`` when not allowed or missing, raised once the denial is recorded.
 
-    On PostgreSQL ``BEGIN``, the audited decision, ``follow`` and ``COMMIT`` go in one pipeline: both results
-    come back in one round trip, and the ``COMMIT`` (the event's WAL flush) is sent before the block runs and
-    waited for when it ends. The flush thus overlaps the block's work (decryption), and what the block computes
-    must not leave before the ``with`` statement has ended: an event that could not commit raises there
-    (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The
+    On PostgreSQL the transaction goes through one psycopg pipeline in two flights. First ``BEGIN``, the lock
+    of the audit chain's head, the decision and ``follow``, answered in one round trip. Then the event's
+    append (``permissions.audit.append_statement``) and ``COMMIT``, sent without waiting: the server inserts
+    and flushes the WAL while the block runs (decryption), and the answer is waited for when the block ends.
+    What the block computes must not leave before the ``with`` statement has ended: an event that could not
+    commit raises there (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The
     block runs no statement (they would queue behind the commit): one raises ``StatementDuringRead``.
-    ``follow`` runs after the decision as a statement of its own, so under READ COMMITTED it sees what committed
-    while the decision waited for the chain's head: a withdrawal's deleted wrap (S-4). Elsewhere (SQLite)
-    ``item_get_for_user``, then ``follow``.
+    The head is locked before the decision, so a read that waited for a withdrawal holding the head (S-4)
+    decides, and fetches the key, only after it has committed: a deleted wrap is seen, nothing decrypted.
+    Elsewhere (SQLite) ``item_get_for_user``, then ``follow``.
     """
     purpose = purpose or Action.READ
     if connection.vendor != "postgresql":
         yield _reading_in_turn(user=user, item_id=item_id, follow=follow, purpose=purpose)
         return
-    sql, bound, audited = _read_decision(user=user, item_id=item_id, purpose=purpose)
+    audited = _read_audited()
+    decision_sql, decision_params = _bound(*_decision_statement(READ, connection.vendor), user=user, item_id=item_id)
+    first = [(decision_sql, decision_params), follow]
     pipelined = _Pipelined()
-    decided, followed = pipelined.run([(sql, bound), follow])
+    if audited:
+        head, decided, followed = pipelined.fetch([(head_lock_statement(), ()), *first])
+        headless = not head
+    else:
+        (decided, followed), headless = pipelined.fetch(first), False
     decision: _Decision | None = None
     access: Access | None = None
-    headless = False
     try:
         if decided:
-            if audited:
-                decision, headless = _audited_from_rows(decided, action=READ)
-            else:
-                decision = _decision_from_rows(decided, action=READ)
+            decision = _decision_from_rows(decided, action=READ)
             access = _access_of(decision, action=READ)
+        # A missing item has no event; without a head the event is appended after the commit (the first ever).
+        pipelined.commit(
+            [append_statement(**_decision_event(decision, user=user, action=READ, purpose=purpose))]
+            if audited and not headless and decision is not None
+            else []
+        )
     except BaseException as exc:
         pipelined.close(exc)
         raise
     if access is None or headless:
         _confirm(pipelined)
-        if decision is not None and headless:
+        if headless and decision is not None:
             _append_first_event(decision, user=user, action=READ, purpose=purpose)
         if access is None:
             raise NotFound

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
 from permissions.bulk import insert_rows
@@ -98,18 +99,17 @@ def audit_append(
     On PostgreSQL one statement locks the head, inserts the event and moves the head (one round trip,
     its own transaction when the caller has none); elsewhere the ORM does the same in three.
     """
-    fields: dict[str, Any] = {
-        "at": timezone.now(),
-        "actor_id": actor_id_of(actor),
-        "organisation_id": organisation_id,
-        "role": role,
-        "pupil_id": pupil_id,
-        "item_id": item_id,
-        "action": action,
-        "purpose": purpose,
-        "legal_basis": legal_basis,
-        "outcome": outcome,
-    }
+    fields = _event_fields(
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        organisation_id=organisation_id,
+        role=role,
+        pupil_id=pupil_id,
+        item_id=item_id,
+        purpose=purpose,
+        legal_basis=legal_basis,
+    )
     if connection.vendor == "postgresql":
         return _append_postgresql(fields)
     # No savepoint: an append that fails fails the caller's transaction too (nothing is read unaudited).
@@ -124,27 +124,75 @@ def audit_append(
     return event
 
 
+def _event_fields(
+    *,
+    action: str,
+    outcome: str,
+    actor: Any = None,
+    organisation_id: uuid.UUID | None = None,
+    role: str = "",
+    pupil_id: uuid.UUID | None = None,
+    item_id: uuid.UUID | None = None,
+    purpose: str = "",
+    legal_basis: str = "",
+) -> dict[str, Any]:
+    return {
+        "at": timezone.now(),
+        "actor_id": actor_id_of(actor),
+        "organisation_id": organisation_id,
+        "role": role,
+        "pupil_id": pupil_id,
+        "item_id": item_id,
+        "action": action,
+        "purpose": purpose,
+        "legal_basis": legal_basis,
+        "outcome": outcome,
+    }
+
+
 _SEQUENCE_LAST = b',"sequence":0}'
 
 
-def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
-    """Lock the head, hash, insert and move the head in one statement.
+def append_statement(**event: Any) -> tuple[str, list[Any]]:
+    """PostgreSQL: the one statement that appends the event ``event`` describes (``audit_append``'s keywords),
+    with its parameters, to run in the caller's transaction; it returns no row when the chain has no head.
+    ``permissions.access.item_reading`` sends it in a pipeline without waiting for its answer."""
+    return _append_sql(_event_fields(**event))
+
+
+def head_lock_statement() -> str:
+    """PostgreSQL: lock the chain's head until the transaction ends (one row; none without a head)."""
+    head_table = connection.ops.quote_name(AuditHead._meta.db_table)
+    return f"SELECT sequence FROM {head_table} WHERE id = 1 FOR UPDATE"  # noqa: S608 - name from model metadata
+
+
+def _append_sql(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Lock the head, hash, insert and move the head in one statement (``_append_text``), and its values.
 
     ``"sequence"`` sorts last among the canonical keys, so the canonical document is a prefix computed
     here plus the sequence number and ``}``; PostgreSQL's ``sha256`` over ``prev_hash|prefix<n>}`` is the
-    same digest ``_hash`` gives (``audit_verify`` recomputes every one in Python). The head row is
-    locked ``FOR UPDATE`` first, so concurrent appends queue on it and each sees its predecessor.
+    same digest ``_hash`` gives (``audit_verify`` recomputes every one in Python).
     """
     zero = _canonical(sequence=0, **fields)
     if not zero.endswith(_SEQUENCE_LAST):  # pragma: no cover - guards a change of the canonical form
         raise RuntimeError("the canonical audit document no longer ends with its sequence")
-    prefix = zero[: -len(b"0}")]
-    columns = list(fields)
-    model_fields = [AuditEvent._meta.get_field(name) for name in columns]
-    prepared = [field.get_db_prep_save(fields[field.attname], connection) for field in model_fields]  # type: ignore[union-attr]
-    event_table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    head_table = connection.ops.quote_name(AuditHead._meta.db_table)
-    names = ", ".join(connection.ops.quote_name(field.column) for field in model_fields)  # type: ignore[union-attr,arg-type]
+    db = connections[DEFAULT_DB_ALIAS]  # the proxy ``connection`` looks it up on every attribute
+    columns = tuple(fields)
+    sql, model_fields = _append_text(columns, db.vendor)
+    prepared = [field.get_db_prep_save(fields[field.attname], db) for field in model_fields]
+    return sql, [zero[: -len(b"0}")], *prepared]
+
+
+@functools.cache
+def _append_text(columns: tuple[str, ...], vendor: str) -> tuple[str, list[Any]]:
+    """The append statement for events of ``columns``, and their model fields: built once.
+
+    The head row is locked ``FOR UPDATE`` first, so concurrent appends queue on it and each sees its
+    predecessor."""
+    quote = connection.ops.quote_name
+    model_fields: list[Any] = [AuditEvent._meta.get_field(name) for name in columns]
+    event_table, head_table = quote(AuditEvent._meta.db_table), quote(AuditHead._meta.db_table)
+    names = ", ".join(quote(field.column) for field in model_fields)
     sql = (
         f"WITH head AS (SELECT sequence, hash FROM {head_table} WHERE id = 1 FOR UPDATE),"  # noqa: S608 - names from model metadata
         " next AS (SELECT sequence + 1 AS sequence, hash AS prev_hash,"
@@ -156,8 +204,15 @@ def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
         f" UPDATE {head_table} SET sequence = event.sequence, hash = event.hash FROM event"
         f" WHERE {head_table}.id = 1 RETURNING event.id, event.sequence, event.prev_hash, event.hash"
     )
+    return sql, model_fields
+
+
+def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
+    """``_append_sql``, run; the first event ever creates the head first."""
+    sql, params = _append_sql(fields)
+    head_table = connection.ops.quote_name(AuditHead._meta.db_table)
     with server_bound(), connection.cursor() as cursor:
-        cursor.execute(sql, [prefix, *prepared])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
         if row is None:  # the first event ever: create the head, then append
             with transaction.atomic(savepoint=False):
@@ -165,7 +220,7 @@ def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:
                     f"INSERT INTO {head_table} (id, sequence, hash) VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING",  # noqa: S608 - names from model metadata
                     [GENESIS],
                 )
-                cursor.execute(sql, [prefix, *prepared])
+                cursor.execute(sql, params)
                 row = cursor.fetchone()
     event_id, sequence, prev_hash, digest = row
     event = AuditEvent(id=event_id, sequence=sequence, prev_hash=prev_hash, hash=digest, **fields)

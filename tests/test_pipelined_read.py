@@ -22,6 +22,7 @@ from rest_framework.exceptions import NotFound
 from exchange import files
 from exchange.models import PupilItem
 from permissions.access import AuditNotRecorded, StatementDuringRead, item_reading
+from permissions.audit import audit_verify
 from tests.api.test_items_api import create
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -73,7 +74,8 @@ def refusing_commit() -> Iterator[None]:
 
 def test_a_read_returns_once_its_event_has_committed(world) -> None:
     """ACC-5/ACC-1: the read's event is durable (seen by another connection) when ``item_read`` returns; the
-    read is BEGIN, the audited decision, the key fetch and COMMIT, and nothing else."""
+    read is BEGIN, the chain head's lock, the decision, the key fetch, the event's append and COMMIT, and
+    nothing else."""
     item_id = create(world, "care_a", body="Gesprek met ouders").json()["id"]
     reader = world.users["care_a"]
     with CaptureQueriesContext(connection) as sent:
@@ -83,8 +85,11 @@ def test_a_read_returns_once_its_event_has_committed(world) -> None:
     assert committed_events(item_id=item_id, actor_id=reader.pk, purpose="pipelined") == [
         ("read", "allowed", "pipelined")
     ]
-    statements = [query["sql"].split()[0] for query in sent.captured_queries]
-    assert statements == ["BEGIN", "WITH", "SELECT", "COMMIT"], statements
+    sql = [query["sql"] for query in sent.captured_queries]
+    assert [text.split()[0] for text in sql] == ["BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT"], sql
+    assert '"permissions_audithead"' in sql[1] and sql[1].endswith("FOR UPDATE")  # the head before the decision
+    assert 'INSERT INTO "permissions_auditevent"' in sql[4]  # the event, sent before decryption
+    assert audit_verify()[1] is None  # its hash continues the chain
     assert_idle_in_autocommit()
 
 
