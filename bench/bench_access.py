@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from bench._access_measure import READ_REPS_FACTOR
 from bench._report import machine_description, write_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -351,14 +352,14 @@ def render(
         "**Audit on a read** (target <= "
         f"{TARGET_MAX_AUDIT_OVERHEAD:.0%} over no audit, judged on the whole read: that is what the user waits "
         "for). **Whole read** = `GET /api/v1/items/<id>` through `ItemDetailApi` (`APIRequestFactory` + "
-        "`force_authenticate`, response rendered to JSON): `files.item_read`, i.e. in one psycopg pipeline "
-        "`BEGIN`, the decision with its audit event (one statement: the decision's rows, the hash-chained "
-        "insert and the head's move), the version's ciphertexts with the reader's organisations' wraps of its "
-        "key, both answered in one round trip, then `COMMIT` (one WAL flush) sent before decryption and "
-        "waited for after it (`permissions.access.item_reading`); then serialization of a ~1 KB note; without "
-        "audit = the same call with the decision's statement run without its audit event "
-        "(`permissions.access._decision_statement` in place of the audited one, same pipeline, same `BEGIN` "
-        "and `COMMIT`), switched inside the benchmark only (no production setting). "
+        "`force_authenticate`, response rendered to JSON): `files.item_read`, i.e. one transaction in one "
+        "psycopg pipeline (`permissions.access.item_reading`): `BEGIN`, the lock of the audit chain's head, "
+        "the decision, the version's ciphertexts with the reader's organisations' wraps of its key, answered "
+        "in one round trip; then the hash-chained event's append and `COMMIT` (one WAL flush), sent before "
+        "decryption and waited for after it; then serialization of a ~1 KB note; without audit = the same "
+        "call without the head's lock and the event's append (`permissions.access._read_audited`; same "
+        "pipeline, same `BEGIN`, decision, key fetch and `COMMIT`), switched inside the benchmark only (no "
+        "production setting). "
         "One real item per measured pupil, made through `files.item_create`. **Decision only** = "
         '`item_get_for_user(action="read")` against `permissions.access._decide` (the one statement that reads '
         "the item and which membership and rule allow it), rotating over the bulk-loaded visible items (ms):",
@@ -390,9 +391,10 @@ def render(
             f"{insert['p50']:.2f} / {insert['p95']:.2f} ms (p50 / p95) where `SELECT 1` takes "
             f"{select['p50']:.2f} / {select['p95']:.2f} ms, each after 4 ms of Python work as in a read "
             f"({plan.reps} of each): {insert['p50'] - select['p50']:.2f} ms at p50 is the commit alone. The "
-            "audited read adds that commit and the event's insert to the decision's one statement, and waits for "
-            "the commit only once decryption is done; the commit stays synchronous (`synchronous_commit = on`), "
-            "so no read's record can be lost in a crash, and nothing of a read is returned before it.",
+            "whole read sends the event's insert and that commit before decrypting and waits for them after (the "
+            "decision alone, `item_get_for_user`, still waits inside its one statement); the commit stays "
+            "synchronous (`synchronous_commit = on`), so no read's record can be lost in a crash, and nothing "
+            "of a read is returned before it.",
         ]
     lines += [
         "",
@@ -422,6 +424,8 @@ def render(
         "",
         f"Run: `DATABASE_URL=postgres://... python -m bench.bench_access{' --quick' if quick else ''}` "
         f"({'10 % of the full size, ' if quick else ''}{plan.reps} repetitions after {plan.warmup} warm-up, "
+        f"the whole read and the HTTP request with and without audit {plan.reps * READ_REPS_FACTOR:,} "
+        "(`READ_REPS_FACTOR`: a difference of a few tenths of a millisecond needs more samples for a stable p95), "
         "variants interleaved with a rotating start). Each sample is the wall time of building the queryset and "
         '`list()` of `order_by("-created_at", "id")[:50]` in one Django process (`DJANGO_DEBUG=false`, one '
         "persistent connection, loopback, the project's settings: the per-pupil list and the decision with its "

@@ -1066,6 +1066,7 @@ class _Pipelined:
         self.raw = connection.connection
         self.own = not connection.in_atomic_block
         self.cursors: list[Any] = []
+        self.closed = False
         self.pipeline = self.raw.pipeline()
         with connection.wrap_database_errors:
             self.pipeline.__enter__()
@@ -1098,7 +1099,10 @@ class _Pipelined:
             raise
 
     def close(self, exc: BaseException | None = None) -> None:
-        """Wait for the commit. After an error in the block (``exc``) that error is the one raised."""
+        """Wait for the commit. After an error in the block (``exc``) that error is the one raised. Once."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             with connection.wrap_database_errors:
                 self.pipeline.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
