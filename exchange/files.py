@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -493,31 +493,48 @@ def item_decrypt(
 
 @dataclass(frozen=True)
 class ItemRead:
-    """One read of an item: who read it as what (``access``), and the decrypted version."""
+    """One read of an item: who read it as what (``access``), the decrypted version, and what the caller's
+    ``present`` made of them (``item_read``)."""
 
     access: Any
     decrypted: DecryptedVersion
+    presented: Any = None
 
 
-def _read(*, user: Any, item_id: Any, version: int | None, purpose: str) -> tuple[ItemRead, bytes]:
+def _read(
+    *, user: Any, item_id: Any, version: int | None, purpose: str, present: Callable[[ItemRead], Any] | None = None
+) -> tuple[ItemRead, bytes]:
     from permissions.access import item_reading
 
     follow = _sealed_statement(item_id=item_id, version=version, user=user)
+    presented = None
     with item_reading(user=user, item_id=item_id, follow=follow, purpose=purpose) as reading:
-        # The read's audit event is committing: crypto only in here, and nothing leaves before the block ends.
+        # The read's audit event is committing: no statement in here, and nothing leaves before the block ends.
         access = reading.access
         sealed = _sealed_from_rows(reading.rows, item=access.item, organisation=access.organisation, version=version)
         opened = _opened(sealed)
+        if present is not None and not isinstance(opened, _Broken):
+            presented = present(ItemRead(access=access, decrypted=opened[0]))
     decrypted, dek = _checked(opened, sealed=sealed, user=user)
-    return ItemRead(access=access, decrypted=decrypted), dek
+    return ItemRead(access=access, decrypted=decrypted, presented=presented), dek
 
 
-def item_read(*, user: Any, item_id: Any, version: int | None = None, purpose: str = "") -> ItemRead:
+def item_read(
+    *,
+    user: Any,
+    item_id: Any,
+    version: int | None = None,
+    purpose: str = "",
+    present: Callable[[ItemRead], Any] | None = None,
+) -> ItemRead:
     """Read one item: decided and audited (``permissions.access.item_reading``), then its version (the current
     one by default) decrypted with the wrap of the organisation the user reads it for. ``NotFound`` when not
     allowed or missing, a 400 for a version that does not exist, a 409 when a ciphertext fails authentication.
-    Returns once the read's audit event has committed."""
-    return _read(user=user, item_id=item_id, version=version, purpose=purpose)[0]
+    Returns once the read's audit event has committed (``AuditNotRecorded``, a 503, when it could not).
+
+    ``present`` (the API's serializer) runs on the decrypted read while that commit is under way, so the two
+    overlap; it may run no statement (``StatementDuringRead``), and what it returns is ``presented``."""
+    return _read(user=user, item_id=item_id, version=version, purpose=purpose, present=present)[0]
 
 
 def item_read_file(

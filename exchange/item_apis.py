@@ -324,6 +324,19 @@ READ_ERRORS: dict[int, OpenApiResponse] = {
 }
 
 
+def _detail(read: files.ItemRead) -> Any:
+    """The body of ``GET /api/v1/items/<id>``: the item's metadata and its decrypted version."""
+    decrypted = read.decrypted
+    data = _metadata(read.access.item, decrypted.title)
+    data.update(
+        version=decrypted.version.version,
+        authored_on=decrypted.version.authored_on,
+        body=decrypted.body,
+        file=decrypted.file.__dict__ if decrypted.file else None,
+    )
+    return ItemDetailSerializer(data).data
+
+
 class ItemDetailApi(ProtectedApi):
     """Reads one item, decrypted with your organisation's wrapped key. Every read is audited."""
 
@@ -334,16 +347,8 @@ class ItemDetailApi(ProtectedApi):
         summary="Read an item (decrypted for your organisation)",
     )
     def get(self, request: Request, item_id: str) -> Response:
-        read = self.protected_read(item_id, version=_version_param(request))
-        decrypted = read.decrypted
-        data = _metadata(read.access.item, decrypted.title)
-        data.update(
-            version=decrypted.version.version,
-            authored_on=decrypted.version.authored_on,
-            body=decrypted.body,
-            file=decrypted.file.__dict__ if decrypted.file else None,
-        )
-        return Response(ItemDetailSerializer(data).data)
+        # Serialized while the read's audit event commits (item_read's ``present``), returned once it has.
+        return Response(self.protected_read(item_id, version=_version_param(request), present=_detail).presented)
 
 
 class ItemFileApi(ProtectedApi):

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
@@ -799,22 +799,32 @@ def model_from_row(model: type[Model], values: Sequence[Any], connection: Any) -
 
 def _rows_to_models(model: type[Model], rows: Sequence[Sequence[Any]], connection: Any) -> list[Any]:
     """Model instances from raw rows of all the model's concrete columns, converted as the ORM converts them."""
-    fields = model._meta.concrete_fields
-    converters = []
-    for n, field in enumerate(fields):
-        col = field.get_col(model._meta.db_table)
-        found = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
-        if found:
-            converters.append((n, col, found))
-    names = [field.attname for field in fields]
+    db = connections[connection.alias]  # the wrapper itself, not the proxy that looks it up per attribute
+    names, converters = _converters(model, db)
     instances = []
     for row in rows:
         values = list(row)
         for n, col, found in converters:
             for converter in found:
-                values[n] = converter(values[n], col, connection)
-        instances.append(model.from_db(connection.alias, names, values))
+                values[n] = converter(values[n], col, db)
+        instances.append(model.from_db(db.alias, names, values))
     return instances
+
+
+def _converters(model: type[Model], db: Any) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
+    """The model's column names and the ORM's converters of its columns, looked up once per connection
+    wrapper (a converter may be a method of that connection's operations)."""
+    cache: dict[type[Model], Any] = db.__dict__.setdefault("_lp_converters", {})
+    if model not in cache:
+        fields = model._meta.concrete_fields
+        converters = []
+        for n, field in enumerate(fields):
+            col = field.get_col(model._meta.db_table)
+            found = [*db.ops.get_db_converters(col), *col.get_db_converters(db)]
+            if found:
+                converters.append((n, col, found))
+        cache[model] = ([field.attname for field in fields], converters)
+    return cache[model]
 
 
 def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
@@ -1062,27 +1072,40 @@ class _Pipelined:
     """
 
     def __init__(self) -> None:
+        # Defined by Django for psycopg 3 only (the stubs do not know it); as permissions.prepared.server_bound.
+        from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
+
         connection.ensure_connection()
         self.raw = connection.connection
         self.own = not connection.in_atomic_block
         self.cursors: list[Any] = []
         self.closed = False
+        # Server-bound (and prepared when repeated) until ``close``, as ``server_bound`` binds.
+        self.factory = self.raw.cursor_factory
+        self.raw.cursor_factory = ServerBindingCursor
         self.pipeline = self.raw.pipeline()
-        with connection.wrap_database_errors:
-            self.pipeline.__enter__()
+        try:
+            with connection.wrap_database_errors:
+                self.pipeline.__enter__()
+        except BaseException:
+            self.raw.cursor_factory = self.factory
+            raise
+        self.control = self._cursor()  # BEGIN, the statements whose rows are not read, COMMIT
 
-    def _send(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        with server_bound():
-            cursor = connection.cursor()
+    def _cursor(self) -> Any:
+        cursor = connection.cursor()
         self.cursors.append(cursor)
-        cursor.execute(sql, params)
         return cursor
 
     def fetch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         try:
             if self.own:
-                self._send("BEGIN")
-            sent = [self._send(sql, params) for sql, params in statements]
+                self.control.execute("BEGIN", ())
+            sent = []
+            for sql, params in statements:
+                cursor = self._cursor()
+                cursor.execute(sql, params)
+                sent.append(cursor)
             return [cursor.fetchall() for cursor in sent]
         except BaseException as exc:
             self.close(exc)
@@ -1091,9 +1114,9 @@ class _Pipelined:
     def commit(self, statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
         try:
             for sql, params in statements:
-                self._send(sql, params)
+                self.control.execute(sql, params)
             if self.own:
-                self._send("COMMIT")
+                self.control.execute("COMMIT", ())
         except BaseException as exc:
             self.close(exc)
             raise
@@ -1109,6 +1132,7 @@ class _Pipelined:
         finally:
             for cursor in self.cursors:
                 cursor.close()
+            self.raw.cursor_factory = self.factory
             if self.own and not self.raw.closed and self.raw.info.transaction_status != TransactionStatus.IDLE:
                 with connection.wrap_database_errors:
                     self.raw.execute("ROLLBACK")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -41,10 +41,14 @@ class ProtectedApi(APIView):
     def protected_item(self, item_id: Any, action: str) -> Access:
         return item_get_for_user(user=self.request.user, item_id=item_id, action=action, purpose=self.purpose())
 
-    def protected_read(self, item_id: Any, *, version: int | None = None) -> ItemRead:
-        """Read one item (``exchange.files.item_read``): decided, audited and decrypted; returns once the audit
-        event has committed."""
-        return item_read(user=self.request.user, item_id=item_id, version=version, purpose=self.purpose())
+    def protected_read(
+        self, item_id: Any, *, version: int | None = None, present: Callable[[ItemRead], Any] | None = None
+    ) -> ItemRead:
+        """Read one item (``exchange.files.item_read``): decided, audited, decrypted and ``present``-ed (no
+        statements there); returns once the audit event has committed."""
+        return item_read(
+            user=self.request.user, item_id=item_id, version=version, purpose=self.purpose(), present=present
+        )
 
     def protected_read_file(self, item_id: Any, *, version: int | None = None) -> tuple[ItemRead, Iterator[bytes]]:
         """``protected_read`` and the version's file as a decrypted stream."""
