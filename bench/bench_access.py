@@ -372,7 +372,7 @@ def render(
         "psycopg pipeline (`permissions.access.item_reading`): `BEGIN`, the lock of the audit chain's head, "
         "the decision, the version's ciphertexts with the reader's organisations' wraps of its key, answered "
         "in one round trip; then the hash-chained event's append and `COMMIT` (one WAL flush), sent before "
-        "decryption and waited for after it; then serialization of a ~1 KB note; without audit = the same "
+        "decryption, of a ~1 KB note, and serialization and waited for after them; without audit = the same "
         "call without the head's lock and the event's append (`permissions.access._read_audited`; same "
         "pipeline, same `BEGIN`, decision, key fetch and `COMMIT`), switched inside the benchmark only (no "
         "production setting). "
