@@ -124,28 +124,28 @@ def audit_append(
     return event
 
 
-def _event_fields(
-    *,
-    action: str,
-    outcome: str,
-    actor: Any = None,
-    organisation_id: uuid.UUID | None = None,
-    role: str = "",
-    pupil_id: uuid.UUID | None = None,
-    item_id: uuid.UUID | None = None,
-    purpose: str = "",
-    legal_basis: str = "",
-) -> dict[str, Any]:
+# An event's optional fields and their values when not given (``audit_append``'s keywords).
+_EVENT_DEFAULTS: dict[str, Any] = {
+    "organisation_id": None,
+    "role": "",
+    "pupil_id": None,
+    "item_id": None,
+    "purpose": "",
+    "legal_basis": "",
+}
+
+
+def _event_fields(*, action: str, outcome: str, actor: Any = None, **given: Any) -> dict[str, Any]:
+    """The columns of an event described with ``audit_append``'s keywords, stamped now."""
+    unknown = set(given) - set(_EVENT_DEFAULTS)
+    if unknown:
+        raise TypeError(f"not an audit event field: {', '.join(sorted(unknown))}")
     return {
         "at": timezone.now(),
         "actor_id": actor_id_of(actor),
-        "organisation_id": organisation_id,
-        "role": role,
-        "pupil_id": pupil_id,
-        "item_id": item_id,
+        **_EVENT_DEFAULTS,
+        **given,
         "action": action,
-        "purpose": purpose,
-        "legal_basis": legal_basis,
         "outcome": outcome,
     }
 
