@@ -402,24 +402,15 @@ def _sealed_from_rows(rows: list[Any], *, item: PupilItem, organisation: Organis
         raise ValidationError({"version": _("This item has no version %(n)s.") % {"n": number}})
     width = len(ItemVersion._meta.concrete_fields)
     organisation_at = width + [f.name for f in WrappedKey._meta.concrete_fields].index("organisation")
-    found = None
     for row in rows:
-        if (
-            row[organisation_at] is not None
-            and model_from_row(WrappedKey, row[width:], connection).organisation_id == organisation.pk
-        ):
-            found = row
-            break
-    if found is None:
-        raise NotFound
-    row_version = model_from_row(ItemVersion, found[:width], connection)
-    row_version.item = item
-    return _Sealed(
-        item=item,
-        organisation=organisation,
-        version=row_version,
-        wrap=model_from_row(WrappedKey, found[width:], connection),
-    )
+        if row[organisation_at] is None:
+            continue
+        wrap = model_from_row(WrappedKey, row[width:], connection)
+        if wrap.organisation_id == organisation.pk:
+            row_version = model_from_row(ItemVersion, row[:width], connection)
+            row_version.item = item
+            return _Sealed(item=item, organisation=organisation, version=row_version, wrap=wrap)
+    raise NotFound
 
 
 def _unwrap(sealed: _Sealed) -> bytes:
