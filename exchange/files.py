@@ -37,12 +37,14 @@ from exchange.models import (
     ClbDossier,
     IntegrityFailure,
     ItemVersion,
+    Membership,
     Organisation,
     OrganisationKind,
     Pupil,
     PupilItem,
     WrappedKey,
 )
+from exchange.sqltext import column, columns, model_from_row, table
 from exchange.uploads import SealedUpload
 
 logger = logging.getLogger(__name__)
@@ -355,36 +357,28 @@ def _sealed_statement(
     """One query for a version (the current one when ``version`` is None) and its wraps for the reader: the
     wrap of ``organisation``, or of every organisation ``user`` is an active member of. A row per wrap found,
     or one row without a wrap; no row: no such version."""
-    from exchange.models import Membership
-
-    def table(model: Any) -> str:
-        return connection.ops.quote_name(model._meta.db_table)
-
-    def col(model: Any, name: str) -> str:
-        return connection.ops.quote_name(model._meta.get_field(name).column)
 
     def prep(model: Any, value: Any) -> Any:
         return model._meta.pk.get_db_prep_value(model._meta.pk.to_python(value), connection)
 
     v, w, m = ItemVersion, WrappedKey, Membership
-    columns = [f"lp_v.{connection.ops.quote_name(f.column)}" for f in v._meta.concrete_fields]
-    columns += [f"lp_w.{connection.ops.quote_name(f.column)}" for f in w._meta.concrete_fields]
+    selected = [*columns(v, "lp_v"), *columns(w, "lp_w")]
     if organisation is not None:
         readers, reader = "%s", prep(Organisation, organisation.pk)
     else:
         readers = (
-            f"SELECT lp_m.{col(m, 'organisation')} FROM {table(m)} lp_m"  # noqa: S608 - names from model metadata
-            f" WHERE lp_m.{col(m, 'user')} = %s AND lp_m.{col(m, 'active')}"
+            f"SELECT lp_m.{column(m, 'organisation')} FROM {table(m)} lp_m"  # noqa: S608 - names from model metadata
+            f" WHERE lp_m.{column(m, 'user')} = %s AND lp_m.{column(m, 'active')}"
         )
         reader = getattr(user, "pk", None)
     item = prep(PupilItem, item_id)
     sql = (
-        f"SELECT {', '.join(columns)} FROM {table(v)} lp_v"  # noqa: S608 - names from model metadata, values bound
-        f" LEFT OUTER JOIN {table(w)} lp_w ON lp_w.{col(w, 'item_version')} = lp_v.{col(v, 'id')}"
-        f" AND lp_w.{col(w, 'organisation')} IN ({readers})"
-        f" WHERE lp_v.{col(v, 'item')} = %s AND lp_v.{col(v, 'version')} = COALESCE(%s,"
-        f" (SELECT lp_i.{col(PupilItem, 'current_version')} FROM {table(PupilItem)} lp_i"
-        f" WHERE lp_i.{col(PupilItem, 'id')} = %s))"
+        f"SELECT {', '.join(selected)} FROM {table(v)} lp_v"  # noqa: S608 - names from model metadata, values bound
+        f" LEFT OUTER JOIN {table(w)} lp_w ON lp_w.{column(w, 'item_version')} = lp_v.{column(v, 'id')}"
+        f" AND lp_w.{column(w, 'organisation')} IN ({readers})"
+        f" WHERE lp_v.{column(v, 'item')} = %s AND lp_v.{column(v, 'version')} = COALESCE(%s,"
+        f" (SELECT lp_i.{column(PupilItem, 'current_version')} FROM {table(PupilItem)} lp_i"
+        f" WHERE lp_i.{column(PupilItem, 'id')} = %s))"
     )
     return sql, [reader, item, version, item]
 
@@ -394,8 +388,6 @@ def _sealed_from_rows(rows: list[Any], *, item: PupilItem, organisation: Organis
     400; no wrap for the organisation: a 404 (a grant without a wrapped key cannot decrypt, so to the reader
     the item does not exist)."""
     from rest_framework.exceptions import NotFound
-
-    from permissions.access import model_from_row
 
     if not rows:
         number = version or item.current_version

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, connection
 from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
@@ -48,6 +48,10 @@ from exchange.models import (
     PupilItemUserObjectPermission,
 )
 from exchange.selectors import membership_list_for_user
+from exchange.sqltext import column as _column
+from exchange.sqltext import columns as _columns
+from exchange.sqltext import model_from_row, rows_to_models
+from exchange.sqltext import table as _table
 from permissions.audit import (
     SqlField,
     actor_id_of,
@@ -88,14 +92,6 @@ class Access:
 # --------------------------------------------------------------------------------------------
 # SQL compilation of the policy table
 # --------------------------------------------------------------------------------------------
-
-
-def _table(model: type[Model]) -> str:
-    return f'"{model._meta.db_table}"'
-
-
-def _column(model: type[Model], field: str) -> str:
-    return f'"{model._meta.get_field(field).column}"'  # type: ignore[union-attr]
 
 
 class _Sql:
@@ -537,7 +533,7 @@ def item_feed_for_user(
     # Shredding revokes an item's grants; a shredded item is still never shown.
     shredded = PupilItem._meta.concrete_fields.index(PupilItem._meta.get_field("shredded_at"))
     rows = [columns[pk] for pk in order if columns[pk][0] is not None and columns[pk][shredded] is None]
-    items = _rows_to_models(PupilItem, rows, connection)
+    items = rows_to_models(PupilItem, rows, connection)
     through = {
         item.pk: (memberships[seen[item.pk]][0], memberships[seen[item.pk]][1].partition("|")[2]) for item in items
     }
@@ -624,10 +620,6 @@ class _Decision:
     item: PupilItem
     memberships: list[Membership]
     branch: _Branch | None
-
-
-def _columns(model: type[Model], alias: str) -> list[str]:
-    return [f'{alias}."{field.column}"' for field in model._meta.concrete_fields]
 
 
 def _first_rule_sql(q: _Sql, *, action: str) -> str:
@@ -790,41 +782,6 @@ def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[An
     )
     compiled, params = q.finish(sql)
     return compiled, tuple(params)
-
-
-def model_from_row(model: type[Model], values: Sequence[Any], connection: Any) -> Any:
-    """A model instance from raw column values, converted as the ORM converts them."""
-    return _rows_to_models(model, [values], connection)[0]
-
-
-def _rows_to_models(model: type[Model], rows: Sequence[Sequence[Any]], connection: Any) -> list[Any]:
-    """Model instances from raw rows of all the model's concrete columns, converted as the ORM converts them."""
-    db = connections[connection.alias]  # the wrapper itself, not the proxy that looks it up per attribute
-    names, converters = _converters(model, db)
-    instances = []
-    for row in rows:
-        values = list(row)
-        for n, col, found in converters:
-            for converter in found:
-                values[n] = converter(values[n], col, db)
-        instances.append(model.from_db(db.alias, names, values))
-    return instances
-
-
-def _converters(model: type[Model], db: Any) -> tuple[list[str], list[tuple[int, Any, list[Any]]]]:
-    """The model's column names and the ORM's converters of its columns, looked up once per connection
-    wrapper (a converter may be a method of that connection's operations)."""
-    cache: dict[type[Model], Any] = db.__dict__.setdefault("_lp_converters", {})
-    if model not in cache:
-        fields = model._meta.concrete_fields
-        converters = []
-        for n, field in enumerate(fields):
-            col = field.get_col(model._meta.db_table)
-            found = [*db.ops.get_db_converters(col), *col.get_db_converters(db)]
-            if found:
-                converters.append((n, col, found))
-        cache[model] = ([field.attname for field in fields], converters)
-    return cache[model]
 
 
 def _decide(*, user: Any, item_id: Any, action: str) -> _Decision | None:
