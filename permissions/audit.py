@@ -167,44 +167,53 @@ def head_lock_statement() -> str:
 
 
 def _append_sql(fields: dict[str, Any]) -> tuple[str, list[Any]]:
-    """Lock the head, hash, insert and move the head in one statement (``_append_text``), and its values.
+    """Lock the head, hash, insert and move the head in one statement (``_append_text``), and its one value.
 
-    ``"sequence"`` sorts last among the canonical keys, so the canonical document is a prefix computed
-    here plus the sequence number and ``}``; PostgreSQL's ``sha256`` over ``prev_hash|prefix<n>}`` is the
-    same digest ``_hash`` gives (``audit_verify`` recomputes every one in Python).
+    The value is the event's canonical document (``_canonical``) up to its sequence, which sorts last among
+    the keys: the statement hashes ``prev_hash|document<n>}`` with PostgreSQL's ``sha256``, the digest
+    ``_hash`` gives (``audit_verify`` recomputes every one in Python), and takes the row's columns from the
+    same document. What is stored is what was hashed, and a read's append adapts one string, not a value
+    per column (docs/performance.md).
     """
     zero = _canonical(sequence=0, **fields)
     if not zero.endswith(_SEQUENCE_LAST):  # pragma: no cover - guards a change of the canonical form
         raise RuntimeError("the canonical audit document no longer ends with its sequence")
-    db = connections[DEFAULT_DB_ALIAS]  # the proxy ``connection`` looks it up on every attribute
-    columns = tuple(fields)
-    sql, model_fields = _append_text(columns, db.vendor)
-    prepared = [field.get_db_prep_save(fields[field.attname], db) for field in model_fields]
-    return sql, [zero[: -len(b"0}")], *prepared]
+    return _append_text(connections[DEFAULT_DB_ALIAS].vendor), [zero[: -len(b"0}")].decode("ascii")]
 
 
 @functools.cache
-def _append_text(columns: tuple[str, ...], vendor: str) -> tuple[str, list[Any]]:
-    """The append statement for events of ``columns``, and their model fields: built once.
+def _append_text(vendor: str) -> str:
+    """The append statement: built once.
 
     The head row is locked ``FOR UPDATE`` first, so concurrent appends queue on it and each sees its
-    predecessor."""
+    predecessor. Each column is read from the document (``->>`` gives NULL for a JSON null) and cast to its
+    column's type; text goes in as it is, so a value too long for its column fails the statement rather than
+    being cut."""
     quote = connection.ops.quote_name
-    model_fields: list[Any] = [AuditEvent._meta.get_field(name) for name in columns]
     event_table, head_table = quote(AuditEvent._meta.db_table), quote(AuditHead._meta.db_table)
-    names = ", ".join(quote(field.column) for field in model_fields)
-    sql = (
-        f"WITH head AS (SELECT sequence, hash FROM {head_table} WHERE id = 1 FOR UPDATE),"  # noqa: S608 - names from model metadata
+    columns: list[str] = []
+    values: list[str] = []
+    for key in _canonical_keys()[:-1]:
+        field: Any = AuditEvent._meta.get_field(_COLUMN_OF_KEY.get(key, key))
+        if not re.fullmatch(r"[a-z_]+", key):  # pragma: no cover - the keys are _canonical's own
+            raise RuntimeError(f"not a canonical key: {key!r}")
+        value = f"lp_doc ->> '{key}'"
+        if field.get_internal_type() != "CharField":
+            value = f"CAST({value} AS {field.db_type(connection)})"
+        columns.append(quote(field.column))
+        values.append(value)
+    return (
+        f"WITH head AS (SELECT sequence, hash FROM {head_table} WHERE id = 1 FOR UPDATE),"  # noqa: S608 - names from model metadata, keys checked
+        " given AS (SELECT %s::text AS prefix),"
         " next AS (SELECT sequence + 1 AS sequence, hash AS prev_hash,"
-        " encode(sha256(convert_to(hash || '|', 'UTF8') || %s::bytea"
-        " || convert_to((sequence + 1)::text || '}', 'UTF8')), 'hex') AS hash FROM head),"
-        f" event AS (INSERT INTO {event_table} (sequence, {names}, prev_hash, hash)"
-        f" SELECT sequence, {', '.join(['%s'] * len(columns))}, prev_hash, hash FROM next"
+        " encode(sha256(convert_to(hash || '|' || prefix || (sequence + 1)::text || '}', 'UTF8')), 'hex') AS hash,"
+        " CAST(prefix || '0}' AS jsonb) AS lp_doc FROM head CROSS JOIN given),"
+        f" event AS (INSERT INTO {event_table} (sequence, {', '.join(columns)}, prev_hash, hash)"
+        f" SELECT sequence, {', '.join(values)}, prev_hash, hash FROM next"
         " RETURNING id, sequence, prev_hash, hash)"
         f" UPDATE {head_table} SET sequence = event.sequence, hash = event.hash FROM event"
         f" WHERE {head_table}.id = 1 RETURNING event.id, event.sequence, event.prev_hash, event.hash"
     )
-    return sql, model_fields
 
 
 def _append_postgresql(fields: dict[str, Any]) -> AuditEvent:

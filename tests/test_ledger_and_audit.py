@@ -158,6 +158,43 @@ def test_every_read_and_denial_is_in_the_chain_and_verifies(world) -> None:
     assert "intact" in out.getvalue()
 
 
+# A client's stated purpose is free text: quotes, a backslash, a percent sign, JSON's own characters and
+# letters outside ASCII (Latin-1, as an HTTP header carries them).
+AWKWARD_PURPOSE = "MDO 'zorg' \"dossier\" 50% \\ {a:[1]} Zoë, élève – 𝄞"
+
+
+def test_acc5_an_event_stores_exactly_the_purpose_it_hashed(world) -> None:
+    """ACC-5: the event of a read through the API (on PostgreSQL the pipelined read's append) and of a
+    direct ``audit_append`` store the stated purpose unchanged, and the chain verifies: what is stored is
+    what was hashed. On PostgreSQL the append takes its columns from the hashed document itself."""
+    from permissions.audit import audit_append
+    from permissions.models import AuditAction, AuditOutcome
+
+    item = clb_verslag(world)
+    header = AWKWARD_PURPOSE.encode("latin-1", "ignore").decode("latin-1")
+    assert world.client("worker_x").get(f"/api/v1/items/{item.id}", HTTP_X_PURPOSE=header).status_code == 200
+    read = AuditEvent.objects.get(item_id=item.id, action="read")
+    assert (read.purpose, read.legal_basis, read.organisation_id, read.pupil_id, read.actor_id) == (
+        header,
+        "ACC-4",
+        world.orgs["X"].id,
+        world.lotte.id,
+        world.users["worker_x"].id,
+    )
+    direct = audit_append(
+        action=AuditAction.READ, outcome=AuditOutcome.ALLOWED, purpose=AWKWARD_PURPOSE, item_id=item.id
+    )
+    stored = AuditEvent.objects.get(pk=direct.pk)
+    assert (stored.purpose, stored.at, stored.actor_id, stored.organisation_id) == (
+        AWKWARD_PURPOSE,
+        direct.at,
+        None,
+        None,
+    )
+    assert (stored.hash, stored.prev_hash) == (direct.hash, direct.prev_hash)
+    assert audit_verify()[1] is None
+
+
 def _tamper(sql: str, params: list) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
