@@ -24,7 +24,7 @@ from exchange import files, selectors
 from exchange.models import CATEGORIES_HELD_BY, Category, ItemKind, PupilItem
 from exchange.uploads import SealedUpload
 from permissions.access import Action, membership_may_write, memberships_showing, organisation_for_new_item
-from permissions.api import ProtectedApi
+from permissions.api import PURPOSE_INVALID, PURPOSE_PARAMETER, ProtectedApi
 from permissions.audit import EventSpec, audit_append_many
 from permissions.models import AuditAction, AuditOutcome
 
@@ -133,10 +133,15 @@ class PupilItemListApi(ProtectedApi):
 
     @extend_schema(
         operation_id="pupils_items_list",
-        responses={200: ItemMetadataSerializer(many=True)},
+        parameters=[PURPOSE_PARAMETER],
+        responses={
+            200: ItemMetadataSerializer(many=True),
+            400: OpenApiResponse(description=PURPOSE_INVALID.capitalize()),
+        },
         summary="A pupil's items you may see (metadata only)",
     )
     def get(self, request: Request, pupil_id: uuid.UUID) -> Response:
+        purpose = self.purpose() or "list"
         if selectors.pupil_get_for_user(user=request.user, pupil_id=pupil_id) is None:
             raise NotFound
         queryset = self.protected_items(pupil_id=pupil_id).select_related("holder")
@@ -148,7 +153,7 @@ class PupilItemListApi(ProtectedApi):
         if page:
             _audit_listed(
                 request,
-                self.purpose() or "list",
+                purpose,
                 [
                     (pupil_id, membership.organisation_id, membership.role)
                     for membership in memberships_showing(memberships=memberships, items=page)
@@ -198,14 +203,17 @@ class ItemFeedApi(ProtectedApi):
 
     @extend_schema(
         operation_id="items_feed",
-        parameters=[QuerySerializer],
+        parameters=[QuerySerializer, PURPOSE_PARAMETER],
         responses={
             200: ItemFeedSerializer,
-            400: OpenApiResponse(description="`after` is not a cursor of this list, or `limit` is not 1 to 200."),
+            400: OpenApiResponse(
+                description=f"`after` is not a cursor of this list, `limit` is not 1 to 200, or {PURPOSE_INVALID}."
+            ),
         },
         summary="Items you may see across your pupils, newest first (metadata only)",
     )
     def get(self, request: Request) -> Response:
+        purpose = self.purpose() or "feed"
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after = None
@@ -223,7 +231,7 @@ class ItemFeedApi(ProtectedApi):
         titles = files.item_titles(items=page.items, organisation_ids=organisation_ids, user=request.user)
         _audit_listed(
             request,
-            self.purpose() or "feed",
+            purpose,
             list(dict.fromkeys((item.pupil_id, *page.through[item.pk]) for item in page.items)),
         )
         next_url = None
@@ -317,7 +325,7 @@ def _version_param(request: Request) -> int | None:
 READ_ERRORS: dict[int, OpenApiResponse] = {
     code: OpenApiResponse(description=description)
     for code, description in (
-        (400, "No version of that number."),
+        (400, f"No version of that number, or {PURPOSE_INVALID}."),
         (409, "A stored ciphertext failed its integrity check: nothing of it is shown, the failure is recorded."),
         (503, "The read could not be recorded in the audit trail, so nothing of it is shown. Try again later."),
     )
@@ -342,7 +350,7 @@ class ItemDetailApi(ProtectedApi):
 
     @extend_schema(
         operation_id="items_retrieve",
-        parameters=[VERSION_PARAMETER],
+        parameters=[VERSION_PARAMETER, PURPOSE_PARAMETER],
         responses={200: ItemDetailSerializer, **READ_ERRORS},
         summary="Read an item (decrypted for your organisation)",
     )
@@ -356,7 +364,7 @@ class ItemFileApi(ProtectedApi):
 
     @extend_schema(
         operation_id="items_file_retrieve",
-        parameters=[VERSION_PARAMETER],
+        parameters=[VERSION_PARAMETER, PURPOSE_PARAMETER],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file"),
             **READ_ERRORS,
@@ -382,6 +390,7 @@ class ItemVersionCreateApi(ProtectedApi):
 
     @extend_schema(
         operation_id="items_versions_create",
+        parameters=[PURPOSE_PARAMETER],
         request={"multipart/form-data": VersionInputSerializer, "application/json": VersionInputSerializer},
         responses={201: ItemMetadataSerializer},
         summary="Add a version (earlier versions are kept)",
@@ -417,6 +426,7 @@ class ItemShredApi(ProtectedApi):
 
     @extend_schema(
         operation_id="items_shred",
+        parameters=[PURPOSE_PARAMETER],
         request=InputSerializer,
         responses={200: OutputSerializer},
         summary="Crypto-shred an item (director of the holding organisation)",

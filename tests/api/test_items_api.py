@@ -220,6 +220,40 @@ def test_item_needs_a_body_or_a_file(world) -> None:
     assert "body" in error_fields(response)
 
 
+@pytest.mark.parametrize(
+    "purpose",
+    ["p" * 101, "MDO\x00voorbereiden", "regel\nnieuwe regel", "tab\tgescheiden"],
+    ids=["too-long", "nul", "newline", "tab"],
+)
+def test_acc5_a_purpose_that_cannot_be_kept_as_given_is_a_400_and_nothing_is_shown(world, purpose: str) -> None:
+    """ACC-5: the stated purpose (``X-Purpose``) goes into the audit trail as given, so one that is too long or
+    holds control characters is refused with a 400 naming the header, on every audited operation, before
+    anything is shown, written or recorded (it was cut to 100 characters, and a NUL failed the read's commit)."""
+    from permissions.models import AuditEvent
+
+    item_id = create(world, "care_a", body="Gesprek met ouders").json()["id"]
+    client = world.client("care_a")
+    events = AuditEvent.objects.count()
+    requests = [
+        client.get(f"/api/v1/items/{item_id}", HTTP_X_PURPOSE=purpose),
+        client.get(f"/api/v1/items/{item_id}/file", HTTP_X_PURPOSE=purpose),
+        client.get(f"/api/v1/pupils/{world.lotte.id}/items", HTTP_X_PURPOSE=purpose),
+        client.get("/api/v1/items", HTTP_X_PURPOSE=purpose),
+        client.post(
+            f"/api/v1/items/{item_id}/versions", {"title": "t", "body": "b"}, format="json", HTTP_X_PURPOSE=purpose
+        ),
+    ]
+    for response in requests:
+        assert response.status_code == 400, response.content
+        assert "X-Purpose" in error_fields(response)
+        assert b"Gesprek" not in response.content
+    assert AuditEvent.objects.count() == events
+    assert ItemVersion.objects.filter(item_id=item_id).count() == 1
+    kept = "p" * 100
+    assert client.get(f"/api/v1/items/{item_id}", HTTP_X_PURPOSE=kept).status_code == 200
+    assert AuditEvent.objects.filter(item_id=item_id, action="read").get().purpose == kept
+
+
 def test_missing_pupil_or_pupil_of_another_organisation_is_404(world) -> None:
     missing = world.client("care_a").post(
         f"/api/v1/pupils/{uuid.uuid4()}/items/create", {"category": "career", "kind": "note", "title": "t", "body": "b"}
