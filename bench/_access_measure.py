@@ -2,7 +2,7 @@
 
 Everything runs in this one process with Django set up against the loaded database (DEBUG off,
 one persistent connection), after a warm-up. Variants are interleaved repetition by repetition
-(with a rotating start) so that drift affects them alike; each sample is the wall time of building
+(each round in a seeded random order) so that drift affects them alike; each sample is the wall time of building
 the queryset and evaluating the first page with ``list()`` (as in the API).
 
 Two guardian peers: ``get_objects_for_user`` on the project's direct foreign-key tables, and the same
@@ -17,6 +17,7 @@ event).
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import sys
 import time
@@ -54,11 +55,20 @@ def stats(samples: list[float]) -> dict[str, float]:
 # so that their p95 is not decided by a handful of samples.
 READ_REPS_FACTOR = 5
 
+# The seed of the order variants run in within each round (``_interleaved``).
+ORDER_SEED = 20261203
+
 
 def _interleaved(
     variants: dict[str, Callable[[int], Any]], *, reps: int, warmup: int, budget_s: float
 ) -> dict[str, list[float]]:
     """Run every variant ``warmup`` times, then ``reps`` times interleaved; ms per call.
+
+    Each round runs every variant once, in an order drawn at random (seeded, so a run can be repeated). A fixed
+    rotation let periodic work line up with one variant: Python's garbage collector runs every so many
+    allocations, and with two variants alternating strictly its collections fell into one of them more often
+    than the other. That moved the whole read's audited/unaudited difference by ±0.2 ms (about ±5 %) depending
+    on the user (docs/performance.md, 2026-12-03 late).
 
     A variant whose measured calls have taken ``budget_s`` in total stops early (its ``n`` shows it).
     """
@@ -68,9 +78,9 @@ def _interleaved(
             variants[name](i)
     samples: dict[str, list[float]] = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
+    order = random.Random(ORDER_SEED)
     for i in range(reps):
-        for offset in range(len(names)):
-            name = names[(i + offset) % len(names)]
+        for name in order.sample(names, len(names)):
             if spent[name] >= budget_s * 1000:
                 continue
             start = time.perf_counter_ns()

@@ -442,7 +442,8 @@ def render(
         f"({'10 % of the full size, ' if quick else ''}{plan.reps} repetitions after {plan.warmup} warm-up, "
         f"the whole read and the HTTP request with and without audit {plan.reps * READ_REPS_FACTOR:,} "
         "(`READ_REPS_FACTOR`: a difference of a few tenths of a millisecond needs more samples for a stable p95), "
-        "variants interleaved with a rotating start). Each sample is the wall time of building the queryset and "
+        "variants interleaved, each round in a seeded random order: `_access_measure.ORDER_SEED`). "
+        "Each sample is the wall time of building the queryset and "
         '`list()` of `order_by("-created_at", "id")[:50]` in one Django process (`DJANGO_DEBUG=false`, one '
         "persistent connection, loopback, the project's settings: the per-pupil list and the decision with its "
         "audit event are bound on the server and prepared after five runs, everything else, the unfiltered queries and "
