@@ -213,9 +213,10 @@ def _audit_skipped() -> Iterator[None]:
 
     On PostgreSQL ``item_get_for_user`` decides and audits in one statement (``_decide_audited``); inside the
     block it runs the decision's statement without the audit's CTEs (``_decide``) instead. The read of one
-    item (``item_reading``, the API's read) sends neither the head's lock nor the event's append
-    (``_read_audited``): the same pipeline, the same ``BEGIN``, decision, key fetch and ``COMMIT``. The
-    two-step path's append (``audit_append``, SQLite and shredding) does nothing.
+    item (``item_reading``, the API's read) sends only the decision and the key fetch in its pipeline
+    (``_read_audited``): no ``BEGIN``, head's lock, append or ``COMMIT``, since the transaction is there for
+    the audit, so its cost is the audit's. The two-step path's append (``audit_append``, SQLite and
+    shredding) does nothing.
     """
     from permissions import access
 

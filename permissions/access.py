@@ -1025,16 +1025,18 @@ class _Pipelined:
 
     ``own``: the pipeline brackets the statements with ``BEGIN`` and ``COMMIT``; inside an atomic block it
     does not, and they commit with the surrounding transaction. A transaction left open by an error is rolled
-    back, so the connection goes back to Django as it came: idle, in autocommit.
+    back, so the connection goes back to Django as it came: idle, in autocommit. ``transaction=False`` (the
+    benchmark's read without audit): no ``BEGIN`` or ``COMMIT`` either; the statements run in the pipeline's
+    implicit transaction, which ends at its ``Sync``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, transaction: bool = True) -> None:
         # Defined by Django for psycopg 3 only (the stubs do not know it); as permissions.prepared.server_bound.
         from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
         connection.ensure_connection()
         self.raw = connection.connection
-        self.own = not connection.in_atomic_block
+        self.own = transaction and not connection.in_atomic_block
         self.cursors: list[Any] = []
         self.closed = False
         # Server-bound (and prepared when repeated) until ``close``, as ``server_bound`` binds.
@@ -1047,17 +1049,22 @@ class _Pipelined:
         except BaseException:
             self.raw.cursor_factory = self.factory
             raise
-        self.control = self._cursor()  # BEGIN, the statements whose rows are not read, COMMIT
+        self.control: Any = None  # BEGIN, the statements whose rows are not read, COMMIT: made when first needed
 
     def _cursor(self) -> Any:
         cursor = connection.cursor()
         self.cursors.append(cursor)
         return cursor
 
+    def _control(self) -> Any:
+        if self.control is None:
+            self.control = self._cursor()
+        return self.control
+
     def fetch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         try:
             if self.own:
-                self.control.execute("BEGIN", ())
+                self._control().execute("BEGIN", ())
             sent = []
             for sql, params in statements:
                 cursor = self._cursor()
@@ -1071,9 +1078,9 @@ class _Pipelined:
     def commit(self, statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
         try:
             for sql, params in statements:
-                self.control.execute(sql, params)
+                self._control().execute(sql, params)
             if self.own:
-                self.control.execute("COMMIT", ())
+                self._control().execute("COMMIT", ())
         except BaseException as exc:
             self.close(exc)
             raise
@@ -1119,7 +1126,8 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     audited = _read_audited()
     decision_sql, decision_params = _bound(*_decision_statement(READ, connection.vendor), user=user, item_id=item_id)
     first = [(decision_sql, decision_params), follow]
-    pipelined = _Pipelined()
+    # Without audit (the benchmark's baseline) no transaction is needed: the read is what the audit adds to.
+    pipelined = _Pipelined(transaction=audited)
     if audited:
         head, decided, followed = pipelined.fetch([(head_lock_statement(), ()), *first])
         headless = not head
