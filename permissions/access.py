@@ -977,19 +977,23 @@ class AuditNotRecorded(APIException):
     default_detail = "This read could not be recorded in the audit trail, so nothing is shown. Try again later."
 
 
+def _not_recorded(error: DatabaseError) -> AuditNotRecorded:
+    """A read's event that failed, logged without the database's message (it may quote values)."""
+    cause = error.__cause__
+    logger.error(
+        "a read's audit event did not commit: %s (SQLSTATE %s)",
+        type(cause or error).__name__,
+        getattr(cause, "sqlstate", None),
+    )
+    return AuditNotRecorded()
+
+
 def _confirm(pipelined: _Pipelined) -> None:
-    """Wait for a read's commit; ``AuditNotRecorded`` when it failed (logged without its message, which
-    may quote values)."""
+    """Wait for a read's commit; ``AuditNotRecorded`` when it failed."""
     try:
         pipelined.close()
     except DatabaseError as error:
-        cause = error.__cause__
-        logger.error(
-            "a read's audit event did not commit: %s (SQLSTATE %s)",
-            type(cause or error).__name__,
-            getattr(cause, "sqlstate", None),
-        )
-        raise AuditNotRecorded from None
+        raise _not_recorded(error) from None
 
 
 class StatementDuringRead(RuntimeError):
@@ -1145,6 +1149,9 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
             if audited and not headless and decision is not None
             else []
         )
+    except DatabaseError as error:  # the append's failure, already answered while the COMMIT was sent
+        pipelined.close(error)
+        raise _not_recorded(error) from None
     except BaseException as exc:
         pipelined.close(exc)
         raise

@@ -9,6 +9,7 @@ test transaction (``transaction=True``): only then does the read send its own ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from exchange import files
 from exchange.models import PupilItem
 from permissions.access import AuditNotRecorded, StatementDuringRead, item_reading
 from permissions.audit import audit_verify
+from permissions.models import AuditEvent
 from tests.api.test_items_api import create
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -48,6 +50,31 @@ def committed_events(**where: Any) -> list[tuple[str, str, str]]:
 def assert_idle_in_autocommit() -> None:
     assert connection.get_autocommit()
     assert connection.connection.info.transaction_status == TransactionStatus.IDLE
+
+
+FAIL_AT_INSERT = "test-fail-at-insert"
+
+
+@pytest.fixture
+def refusing_insert() -> Iterator[None]:
+    """A trigger that refuses, at once, the insert of an audit event whose purpose is ``FAIL_AT_INSERT``: its
+    error may come back while the read is still sending its COMMIT, or when it waits for it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION lp_test_fail_at_insert() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.purpose = '{FAIL_AT_INSERT}' THEN RAISE EXCEPTION 'insert refused by the test';"
+            " END IF; RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER lp_test_fail_at_insert BEFORE INSERT ON permissions_auditevent"
+            " FOR EACH ROW EXECUTE FUNCTION lp_test_fail_at_insert()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER lp_test_fail_at_insert ON permissions_auditevent")
+            cursor.execute("DROP FUNCTION lp_test_fail_at_insert()")
 
 
 @pytest.fixture
@@ -94,7 +121,7 @@ def test_a_read_returns_once_its_event_has_committed(world) -> None:
 
 
 def test_a_read_whose_event_cannot_commit_returns_nothing(world, refusing_commit) -> None:
-    """ACC-5: no content without its audit event. The COMMIT fails after decryption has run: the API answers
+    """ACC-5: no content without its audit event. The commit fails after decryption has run: the API answers
     503 with no byte of the item, nothing is recorded, and the connection serves the next read."""
     item_id = create(world, "care_a", body="Zorgplan wiskunde").json()["id"]
     client = world.client("care_a")
@@ -109,6 +136,42 @@ def test_a_read_whose_event_cannot_commit_returns_nothing(world, refusing_commit
     assert_idle_in_autocommit()
     assert client.get(f"/api/v1/items/{item_id}").json()["body"] == "Zorgplan wiskunde"
     assert committed_events(item_id=item_id, purpose="read") == [("read", "allowed", "read")]
+
+
+def test_a_read_whose_event_is_refused_at_its_insert_returns_nothing(world, refusing_insert) -> None:
+    """ACC-5: an event the database refuses at its insert is a 503 with nothing of the item, the head's lock
+    is released (the next read appends) and the connection is clean."""
+    item_id = create(world, "care_a", body="Handelingsplan").json()["id"]
+    client = world.client("care_a")
+    response = client.get(f"/api/v1/items/{item_id}", HTTP_X_PURPOSE=FAIL_AT_INSERT)
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "audit_not_recorded"
+    assert b"Handelingsplan" not in response.content
+    assert committed_events(item_id=item_id, purpose=FAIL_AT_INSERT) == []
+    assert_idle_in_autocommit()
+    assert client.get(f"/api/v1/items/{item_id}").json()["body"] == "Handelingsplan"
+    assert committed_events(item_id=item_id, purpose="read") == [("read", "allowed", "read")]
+    assert audit_verify()[1] is None
+
+
+def test_an_insert_error_that_arrives_while_the_commit_is_sent_is_a_503_too(world, refusing_insert) -> None:
+    """ACC-5: psycopg reads whatever answers have arrived while it sends the next statement, so the insert's
+    error can surface while the COMMIT is being sent rather than when the read waits for it. Delaying that
+    COMMIT (a Django execute wrapper, before the statement goes out) makes the error arrive first: still a
+    503, never a 500, and the connection is clean."""
+    item_id = create(world, "care_a", body="Handelingsplan").json()["id"]
+    reader = world.users["care_a"]
+
+    def late_commit(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql == "COMMIT":
+            time.sleep(0.3)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(late_commit), pytest.raises(AuditNotRecorded):
+        files.item_read(user=reader, item_id=item_id, purpose=FAIL_AT_INSERT)
+    assert committed_events(item_id=item_id, purpose=FAIL_AT_INSERT) == []
+    assert_idle_in_autocommit()
+    assert files.item_read(user=reader, item_id=item_id).decrypted.body == "Handelingsplan"
 
 
 def test_a_denied_read_is_recorded_before_its_404(world, refusing_commit) -> None:
@@ -149,3 +212,19 @@ def test_a_failing_follow_up_rolls_the_read_back(world) -> None:
     assert committed_events(item_id=item_id, purpose="broken") == []
     assert_idle_in_autocommit()
     assert files.item_read(user=world.users["care_a"], item_id=item_id).decrypted.body == "..."
+
+
+def test_a_read_inside_a_transaction_commits_with_it(world) -> None:
+    """ACC-5: inside an atomic block the read sends no BEGIN or COMMIT of its own: its event is written in
+    the surrounding transaction and becomes durable when that commits."""
+    from django.db import transaction
+
+    item_id = create(world, "care_a", body="Verslag").json()["id"]
+    reader = world.users["care_a"]
+    with transaction.atomic():
+        assert files.item_read(user=reader, item_id=item_id, purpose="inside").decrypted.body == "Verslag"
+        assert AuditEvent.objects.filter(item_id=item_id, purpose="inside").count() == 1
+        assert committed_events(item_id=item_id, purpose="inside") == []
+        assert connection.in_atomic_block
+    assert committed_events(item_id=item_id, purpose="inside") == [("read", "allowed", "inside")]
+    assert_idle_in_autocommit()
