@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -55,48 +56,47 @@ def assert_idle_in_autocommit() -> None:
 FAIL_AT_INSERT = "test-fail-at-insert"
 
 
-@pytest.fixture
-def refusing_insert() -> Iterator[None]:
-    """A trigger that refuses, at once, the insert of an audit event whose purpose is ``FAIL_AT_INSERT``: its
-    error may come back while the read is still sending its COMMIT, or when it waits for it."""
+@contextmanager
+def refusing_events(name: str, purpose: str, trigger: str) -> Iterator[None]:
+    """A trigger ``name`` (``trigger``: when it fires, for each row) raising for an audit event whose purpose
+    is ``purpose``; dropped afterwards."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE FUNCTION lp_test_fail_at_insert() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.purpose = '{FAIL_AT_INSERT}' THEN RAISE EXCEPTION 'insert refused by the test';"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.purpose = '{purpose}' THEN RAISE EXCEPTION 'refused by the test';"
             " END IF; RETURN NEW; END $$"
         )
-        cursor.execute(
-            "CREATE TRIGGER lp_test_fail_at_insert BEFORE INSERT ON permissions_auditevent"
-            " FOR EACH ROW EXECUTE FUNCTION lp_test_fail_at_insert()"
-        )
+        cursor.execute(f"CREATE {trigger} FOR EACH ROW EXECUTE FUNCTION {name}()")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER lp_test_fail_at_insert ON permissions_auditevent")
-            cursor.execute("DROP FUNCTION lp_test_fail_at_insert()")
+            cursor.execute(f"DROP TRIGGER {name} ON permissions_auditevent")
+            cursor.execute(f"DROP FUNCTION {name}()")
+
+
+@pytest.fixture
+def refusing_insert() -> Iterator[None]:
+    """A trigger that refuses, at once, the insert of an audit event whose purpose is ``FAIL_AT_INSERT``."""
+    with refusing_events(
+        "lp_test_fail_at_insert",
+        FAIL_AT_INSERT,
+        "TRIGGER lp_test_fail_at_insert BEFORE INSERT ON permissions_auditevent",
+    ):
+        yield
 
 
 @pytest.fixture
 def refusing_commit() -> Iterator[None]:
     """A deferred constraint trigger that fails the COMMIT of any transaction holding an audit event whose
     purpose is ``FAIL_AT_COMMIT``: the commit a read sends before it decrypts."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION lp_test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN IF NEW.purpose = '{FAIL_AT_COMMIT}' THEN RAISE EXCEPTION 'commit refused by the test';"
-            " END IF; RETURN NULL; END $$"
-        )
-        cursor.execute(
-            "CREATE CONSTRAINT TRIGGER lp_test_fail_at_commit AFTER INSERT ON permissions_auditevent"
-            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lp_test_fail_at_commit()"
-        )
-    try:
+    with refusing_events(
+        "lp_test_fail_at_commit",
+        FAIL_AT_COMMIT,
+        "CONSTRAINT TRIGGER lp_test_fail_at_commit AFTER INSERT ON permissions_auditevent"
+        " DEFERRABLE INITIALLY DEFERRED",
+    ):
         yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER lp_test_fail_at_commit ON permissions_auditevent")
-            cursor.execute("DROP FUNCTION lp_test_fail_at_commit()")
 
 
 def test_a_read_returns_once_its_event_has_committed(world) -> None:
