@@ -36,7 +36,6 @@ from django.db import DatabaseError, connection
 from django.db.models import BooleanField, Expression, F, Model, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
-from psycopg.pq import TransactionStatus
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound
 
@@ -65,6 +64,7 @@ from permissions.audit import (
 )
 from permissions.grants import view_permission_id
 from permissions.models import AuditAction, AuditOutcome, Grant, Involvement, Shield, TeachingAssignment
+from permissions.pipeline import ReadPipeline
 from permissions.policy import POLICY, READ, WRITE, PolicyRule, rules_for
 from permissions.prepared import ServerBoundQuerySet, server_bound
 
@@ -988,10 +988,10 @@ def _not_recorded(error: DatabaseError) -> AuditNotRecorded:
     return AuditNotRecorded()
 
 
-def _confirm(pipelined: _Pipelined) -> None:
+def _confirm(pipeline: ReadPipeline) -> None:
     """Wait for a read's commit; ``AuditNotRecorded`` when it failed."""
     try:
-        pipelined.close()
+        pipeline.finish()
     except DatabaseError as error:
         raise _not_recorded(error) from None
 
@@ -1022,121 +1022,37 @@ def _read_audited() -> bool:
     return True
 
 
-class _Pipelined:
-    """PostgreSQL: one transaction sent through a psycopg pipeline. ``fetch`` sends ``BEGIN`` and statements
-    and returns their rows in one round trip; ``commit`` sends statements and ``COMMIT`` without waiting for
-    them; ``close`` waits, and raises if any of them failed.
-
-    ``own``: the pipeline brackets the statements with ``BEGIN`` and ``COMMIT``; inside an atomic block it
-    does not, and they commit with the surrounding transaction. A transaction left open by an error is rolled
-    back, so the connection goes back to Django as it came: idle, in autocommit. ``transaction=False`` (the
-    benchmark's read without audit): no ``BEGIN`` or ``COMMIT`` either; the statements run in the pipeline's
-    implicit transaction, which ends at its ``Sync``.
-    """
-
-    def __init__(self, *, transaction: bool = True) -> None:
-        # Defined by Django for psycopg 3 only (the stubs do not know it); as permissions.prepared.server_bound.
-        from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
-
-        connection.ensure_connection()
-        self.raw = connection.connection
-        self.own = transaction and not connection.in_atomic_block
-        self.cursors: list[Any] = []
-        self.closed = False
-        # Server-bound (and prepared when repeated) until ``close``, as ``server_bound`` binds.
-        self.factory = self.raw.cursor_factory
-        self.raw.cursor_factory = ServerBindingCursor
-        self.pipeline = self.raw.pipeline()
-        try:
-            with connection.wrap_database_errors:
-                self.pipeline.__enter__()
-        except BaseException:
-            self.raw.cursor_factory = self.factory
-            raise
-        self.control: Any = None  # BEGIN, the statements whose rows are not read, COMMIT: made when first needed
-
-    def _cursor(self) -> Any:
-        cursor = connection.cursor()
-        self.cursors.append(cursor)
-        return cursor
-
-    def _control(self) -> Any:
-        if self.control is None:
-            self.control = self._cursor()
-        return self.control
-
-    def fetch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
-        try:
-            if self.own:
-                self._control().execute("BEGIN", ())
-            sent = []
-            for sql, params in statements:
-                cursor = self._cursor()
-                cursor.execute(sql, params)
-                sent.append(cursor)
-            return [cursor.fetchall() for cursor in sent]
-        except BaseException as exc:
-            self.close(exc)
-            raise
-
-    def commit(self, statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
-        try:
-            for sql, params in statements:
-                self._control().execute(sql, params)
-            if self.own:
-                self._control().execute("COMMIT", ())
-        except BaseException as exc:
-            self.close(exc)
-            raise
-
-    def close(self, exc: BaseException | None = None) -> None:
-        """Wait for the commit. After an error in the block (``exc``) that error is the one raised. Once."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            with connection.wrap_database_errors:
-                self.pipeline.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
-        finally:
-            for cursor in self.cursors:
-                cursor.close()
-            self.raw.cursor_factory = self.factory
-            if self.own and not self.raw.closed and self.raw.info.transaction_status != TransactionStatus.IDLE:
-                with connection.wrap_database_errors:
-                    self.raw.execute("ROLLBACK")
-
-
 @contextmanager
 def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], purpose: str = "") -> Iterator[Reading]:
     """The read of one item: decided and audited as ``item_get_for_user(action="read")`` decides and audits it,
     followed by ``follow``, one statement that needs nothing from the decision (the read's key fetch,
     ``exchange.files.item_read``). ``NotFound`` when not allowed or missing, raised once the denial is recorded.
 
-    On PostgreSQL the transaction goes through one psycopg pipeline in two flights. First ``BEGIN``, the lock
-    of the audit chain's head, the decision and ``follow``, answered in one round trip. Then the event's
-    append (``permissions.audit.append_statement``) and ``COMMIT``, sent without waiting: the server inserts
-    and flushes the WAL while the block runs (decryption), and the answer is waited for when the block ends.
-    What the block computes must not leave before the ``with`` statement has ended: an event that could not
-    commit raises there (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The
-    block runs no statement (they would queue behind the commit): one raises ``StatementDuringRead``.
+    On PostgreSQL, outside a transaction, the read is one libpq pipeline in two flights
+    (``permissions.pipeline``). First the lock of the audit chain's head, the decision and ``follow``,
+    answered in one round trip. Then the event's append (``permissions.audit.append_statement``) and the
+    pipeline's ``Sync``, which commits them, sent without waiting: the server inserts and flushes the WAL
+    while the block runs (decryption), and the answer is waited for when the block ends. What the block
+    computes must not leave before the ``with`` statement has ended: an event that could not commit raises
+    there (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The block runs no
+    statement (the connection is still in the pipeline): one raises ``StatementDuringRead``.
     The head is locked before the decision, so a read that waited for a withdrawal holding the head (S-4)
     decides, and fetches the key, only after it has committed: a deleted wrap is seen, nothing decrypted.
-    Elsewhere (SQLite) ``item_get_for_user``, then ``follow``.
+    Inside a transaction, and elsewhere (SQLite), ``_reading_in_turn``.
     """
     purpose = purpose or Action.READ
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
         yield _reading_in_turn(user=user, item_id=item_id, follow=follow, purpose=purpose)
         return
     audited = _read_audited()
-    decision_sql, decision_params = _bound(*_decision_statement(READ, connection.vendor), user=user, item_id=item_id)
-    first = [(decision_sql, decision_params), follow]
-    # Without audit (the benchmark's baseline) no transaction is needed: the read is what the audit adds to.
-    pipelined = _Pipelined(transaction=audited)
+    first = [_bound(*_decision_statement(READ, connection.vendor), user=user, item_id=item_id), follow]
+    pipeline = ReadPipeline()
     if audited:
-        head, decided, followed = pipelined.fetch([(head_lock_statement(), ()), *first])
+        head, decided, followed = pipeline.fetch([(head_lock_statement(), ()), *first])
         headless = not head
     else:
-        (decided, followed), headless = pipelined.fetch(first), False
+        # Without audit (the benchmark's baseline) nothing is written: the Sync goes with the first flight.
+        (decided, followed), headless = pipeline.fetch(first, commit=True), False
     decision: _Decision | None = None
     access: Access | None = None
     try:
@@ -1144,19 +1060,17 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
             decision = _decision_from_rows(decided, action=READ)
             access = _access_of(decision, action=READ)
         # A missing item has no event; without a head the event is appended after the commit (the first ever).
-        pipelined.commit(
-            [append_statement(**_decision_event(decision, user=user, action=READ, purpose=purpose))]
-            if audited and not headless and decision is not None
-            else []
-        )
-    except DatabaseError as error:  # the append's failure, already answered while the COMMIT was sent
-        pipelined.close(error)
-        raise _not_recorded(error) from None
-    except BaseException as exc:
-        pipelined.close(exc)
+        if audited:
+            pipeline.commit(
+                [append_statement(**_decision_event(decision, user=user, action=READ, purpose=purpose))]
+                if not headless and decision is not None
+                else []
+            )
+    except BaseException:
+        pipeline.close()
         raise
     if access is None or headless:
-        _confirm(pipelined)
+        _confirm(pipeline)
         if headless and decision is not None:
             _append_first_event(decision, user=user, action=READ, purpose=purpose)
         if access is None:
@@ -1166,14 +1080,19 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     try:
         with connection.execute_wrapper(_refuse_statements):
             yield Reading(access=access, rows=followed)
-    except BaseException as exc:
-        pipelined.close(exc)
+    except BaseException:
+        pipeline.close()
         raise
-    _confirm(pipelined)
+    _confirm(pipeline)
 
 
 def _reading_in_turn(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], purpose: str) -> Reading:
-    """``item_reading`` without a pipeline (SQLite): the audited decision, then ``follow``."""
+    """``item_reading`` without a pipeline (SQLite, or inside a transaction): the audited decision, then
+    ``follow``. On PostgreSQL the chain's head is locked first (S-4, as in the pipeline); it and the event stay
+    in the caller's transaction and commit with it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(head_lock_statement())
     access = item_get_for_user(user=user, item_id=item_id, action=READ, purpose=purpose)
     with connection.cursor() as cursor:
         cursor.execute(*follow)

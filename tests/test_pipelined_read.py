@@ -1,15 +1,15 @@
-"""The read of one item on PostgreSQL: decision, audit event and key fetch in one pipeline, the event's commit
-overlapping decryption (``permissions.access.item_reading``, ``exchange.files.item_read``).
+"""The read of one item on PostgreSQL: decision, audit event and key fetch in one libpq pipeline, the event's
+commit (the pipeline's Sync) overlapping decryption (``permissions.access.item_reading``,
+``permissions.pipeline``, ``exchange.files.item_read``).
 
 What these prove: every read leaves its event before anything of it is returned (ACC-5, ACC-1: the pupil's
 access history is complete), a read whose event cannot commit returns nothing (a 503), a denial is recorded
-before its 404, and the connection goes back to Django idle and in autocommit whatever happens. Run outside a
-test transaction (``transaction=True``): only then does the read send its own ``BEGIN`` and ``COMMIT``.
+before its 404, and the connection goes back to Django idle and in autocommit whatever happens, or is closed
+and replaced. Run outside a test transaction (``transaction=True``): only then is the read its own transaction.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -101,8 +101,8 @@ def refusing_commit() -> Iterator[None]:
 
 def test_a_read_returns_once_its_event_has_committed(world) -> None:
     """ACC-5/ACC-1: the read's event is durable (seen by another connection) when ``item_read`` returns; the
-    read is BEGIN, the chain head's lock, the decision, the key fetch, the event's append and COMMIT, and
-    nothing else."""
+    read is the chain head's lock, the decision, the key fetch and the event's append, in one implicit
+    transaction (no BEGIN or COMMIT statement: the pipeline's Sync commits), and nothing else."""
     item_id = create(world, "care_a", body="Gesprek met ouders").json()["id"]
     reader = world.users["care_a"]
     with CaptureQueriesContext(connection) as sent:
@@ -113,9 +113,9 @@ def test_a_read_returns_once_its_event_has_committed(world) -> None:
         ("read", "allowed", "pipelined")
     ]
     sql = [query["sql"] for query in sent.captured_queries]
-    assert [text.split()[0] for text in sql] == ["BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT"], sql
-    assert '"permissions_audithead"' in sql[1] and sql[1].endswith("FOR UPDATE")  # the head before the decision
-    assert 'INSERT INTO "permissions_auditevent"' in sql[4]  # the event, sent before decryption
+    assert [text.split()[0] for text in sql] == ["SELECT", "SELECT", "SELECT", "WITH"], sql
+    assert '"permissions_audithead"' in sql[0] and sql[0].endswith("FOR UPDATE")  # the head before the decision
+    assert 'INSERT INTO "permissions_auditevent"' in sql[3]  # the event, sent before decryption
     assert audit_verify()[1] is None  # its hash continues the chain
     assert_idle_in_autocommit()
 
@@ -154,24 +154,66 @@ def test_a_read_whose_event_is_refused_at_its_insert_returns_nothing(world, refu
     assert audit_verify()[1] is None
 
 
-def test_an_insert_error_that_arrives_while_the_commit_is_sent_is_a_503_too(world, refusing_insert) -> None:
-    """ACC-5: psycopg reads whatever answers have arrived while it sends the next statement, so the insert's
-    error can surface while the COMMIT is being sent rather than when the read waits for it. Delaying that
-    COMMIT (a Django execute wrapper, before the statement goes out) makes the error arrive first: still a
-    503, never a 500, and the connection is clean."""
+def test_a_read_prepares_its_statements_again_after_they_were_deallocated(world) -> None:
+    """ACC-5: the read's statements are prepared once per connection; psycopg deallocates every prepared
+    statement after a rollback (``DEALLOCATE ALL``), and the next read prepares them again instead of failing.
+    Its event is recorded once."""
     item_id = create(world, "care_a", body="Handelingsplan").json()["id"]
     reader = world.users["care_a"]
-
-    def late_commit(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if sql == "COMMIT":
-            time.sleep(0.3)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(late_commit), pytest.raises(AuditNotRecorded):
-        files.item_read(user=reader, item_id=item_id, purpose=FAIL_AT_INSERT)
-    assert committed_events(item_id=item_id, purpose=FAIL_AT_INSERT) == []
+    assert files.item_read(user=reader, item_id=item_id, purpose="first").decrypted.body == "Handelingsplan"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'lp%%'")
+        assert cursor.fetchone()[0] >= 4  # the head's lock, the decision, the key fetch and the append
+        cursor.execute("DEALLOCATE ALL")
+    assert files.item_read(user=reader, item_id=item_id, purpose="again").decrypted.body == "Handelingsplan"
+    assert committed_events(item_id=item_id, purpose="again") == [("read", "allowed", "again")]
     assert_idle_in_autocommit()
-    assert files.item_read(user=reader, item_id=item_id).decrypted.body == "Handelingsplan"
+    assert audit_verify()[1] is None
+
+
+SLOW_COMMIT = "test-slow-commit"
+
+
+@pytest.fixture
+def slow_commit() -> Iterator[None]:
+    """A deferred constraint trigger that makes the commit of an audit event whose purpose is ``SLOW_COMMIT``
+    take two seconds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION lp_test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN IF NEW.purpose = '{SLOW_COMMIT}' THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER lp_test_slow_commit AFTER INSERT ON permissions_auditevent"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lp_test_slow_commit()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER lp_test_slow_commit ON permissions_auditevent")
+            cursor.execute("DROP FUNCTION lp_test_slow_commit()")
+
+
+def test_a_connection_lost_while_the_read_commits_is_a_503(world, slow_commit) -> None:
+    """ACC-5: when the server goes away while the read's commit runs, the read cannot know its event is
+    durable: nothing is returned (503), Django's connection is closed rather than left mid-protocol, and the
+    next read opens a new one."""
+    item_id = create(world, "care_a", body="Handelingsplan").json()["id"]
+    reader = world.users["care_a"]
+    follow = ("SELECT pg_backend_pid()", [])
+    reading = item_reading(user=reader, item_id=item_id, follow=follow, purpose=SLOW_COMMIT)
+    with pytest.raises(AuditNotRecorded), reading as read:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        with psycopg.connect(**params, autocommit=True) as other:
+            assert other.execute("SELECT pg_terminate_backend(%s)", [read.rows[0][0]]).fetchone() == (True,)
+    assert connection.connection is None
+    assert committed_events(item_id=item_id, purpose=SLOW_COMMIT) == []
+    assert files.item_read(user=reader, item_id=item_id, purpose="after").decrypted.body == "Handelingsplan"
+    assert committed_events(item_id=item_id, purpose="after") == [("read", "allowed", "after")]
+    assert_idle_in_autocommit()
 
 
 def test_a_denied_read_is_recorded_before_its_404(world, refusing_commit) -> None:
@@ -215,8 +257,8 @@ def test_a_failing_follow_up_rolls_the_read_back(world) -> None:
 
 
 def test_a_read_inside_a_transaction_commits_with_it(world) -> None:
-    """ACC-5: inside an atomic block the read sends no BEGIN or COMMIT of its own: its event is written in
-    the surrounding transaction and becomes durable when that commits."""
+    """ACC-5: inside an atomic block the read is not its own transaction: it locks the chain's head, decides
+    and appends its event in the surrounding transaction, and the event becomes durable when that commits."""
     from django.db import transaction
 
     item_id = create(world, "care_a", body="Verslag").json()["id"]
