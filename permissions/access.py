@@ -54,7 +54,6 @@ from exchange.sqltext import table as _table
 from permissions.audit import (
     SqlField,
     actor_id_of,
-    append_statement,
     audit_append,
     canonical_at,
     chained_append_sql,
@@ -705,22 +704,22 @@ def _code(value: str) -> str:
     return "'" + value + "'"
 
 
-@functools.cache
-def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
-    """PostgreSQL: the decision and its audit event in ONE statement (``item_get_for_user`` for read and write).
+@dataclass(frozen=True)
+class _EventSql:
+    """The audit event of a decision, in SQL (``_event_sql``)."""
 
-    The decision's rows (``_decision_parts``) become the CTE ``lp_d``; ``lp_pick`` is the first row, in
-    membership order, whose first rule is set and whose guardian projection agrees (what ``_decision_from_rows``
-    picks); ``lp_ev`` is the event: allowed through the picked membership and rule, else denied and named
-    after the first membership, as ``item_get_for_user`` appends it elsewhere. ``permissions.audit`` appends it
-    to the chain in the same statement; the statement returns the decision's rows, each ending with the new
-    event's sequence (NULL when the chain has no head yet). A missing or shredded item has no rows and no event.
+    ctes: str  # lp_d (the decision's rows and their order), lp_pick (the allowing row), lp_ev (the event's row)
+    columns: list[str]  # lp_d's columns, in ``_decision_statement``'s order
+    fields: dict[str, SqlField]  # the event's fields, read from lp_ev, for ``chained_append_sql``
 
-    One statement instead of two saves the append's round trip and its Python work; the commit (one WAL
-    flush) is what an audited read costs over an unaudited one (docs/performance.md).
-    """
+
+def _event_sql(q: _Sql, *, action: str) -> _EventSql:
+    """The decision's rows (``_decision_parts``) as the CTE ``lp_d``; ``lp_pick``, the first row, in membership
+    order, whose first rule is set and whose guardian projection agrees (what ``_decision_from_rows`` picks);
+    ``lp_ev``, the event: allowed through the picked membership and rule, else denied and named after the
+    first membership, as ``item_get_for_user`` appends it elsewhere. A missing or shredded item has no rows and
+    no event."""
     i, m = PupilItem, Membership
-    q = _Sql(vendor)
     select, body, order = _decision_parts(q, action=action)
     starts = _widths()
     first, guardian = len(select) - 2, len(select) - 1
@@ -734,6 +733,20 @@ def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[An
         f"lp_d ({', '.join(columns)}, lp_rn) AS (SELECT {', '.join(select)},"
         f" ROW_NUMBER() OVER (ORDER BY {order}){body})"
     )
+    ctes = (
+        f"{decision},"  # noqa: S608 - names from model metadata, codes checked, values bound
+        f" lp_pick AS (SELECT lp_rn, lp_c{first} AS lp_first FROM lp_d WHERE lp_c{member_id} IS NOT NULL"
+        f" AND lp_c{first} IS NOT NULL AND lp_c{guardian} = 1 ORDER BY lp_rn LIMIT 1),"
+        f" lp_ev AS (SELECT lp_p.lp_rn IS NOT NULL AS lp_allowed, lp_p.lp_first, lp_f.lp_c{item} AS lp_item,"
+        f" lp_f.lp_c{organisation} AS lp_organisation, COALESCE(lp_f.lp_c{role}, '') AS lp_role,"
+        f" lp_f.lp_c{pupil} AS lp_pupil FROM lp_d lp_f LEFT OUTER JOIN lp_pick lp_p ON TRUE"
+        f" WHERE lp_f.lp_rn = COALESCE(lp_p.lp_rn, 1))"
+    )
+    return _EventSql(ctes=ctes, columns=columns, fields=_event_fields_sql(q, action=action))
+
+
+def _event_fields_sql(q: _Sql, *, action: str) -> dict[str, SqlField]:
+    """The event's fields as SQL over ``lp_ev``'s columns and the call's actor, time and purpose."""
     allowed_action = AuditAction.READ if action == READ else AuditAction.WRITE
     rules = " ".join(f"WHEN {n} THEN {{}}" for n, _rule in _rules(action))
 
@@ -750,7 +763,7 @@ def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[An
     def quoted(expression: str) -> str:
         return f"""COALESCE('"' || {expression}::text || '"', 'null')"""
 
-    fields = {
+    return {
         "action": SqlField(
             by_outcome(allowed_action, AuditAction.DENIED, _code),
             by_outcome(allowed_action, AuditAction.DENIED, json_literal),
@@ -769,16 +782,72 @@ def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[An
         # Membership roles are codes (a check constraint keeps them to Role's values): no escaping needed.
         "role": SqlField("lp_role", """'"' || lp_role || '"'"""),
     }
+
+
+@functools.cache
+def _audited_decision_statement(action: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the decision and its audit event in ONE statement (``item_get_for_user`` for read and write).
+
+    ``_event_sql``'s CTEs, then ``permissions.audit`` appends ``lp_ev`` to the chain in the same statement;
+    the statement returns the decision's rows, each ending with the new event's sequence (NULL when the chain
+    has no head yet).
+
+    One statement instead of two saves the append's round trip and its Python work; the commit (one WAL
+    flush) is what an audited decision costs over an unaudited one (docs/performance.md).
+    """
+    q = _Sql(vendor)
+    event = _event_sql(q, action=action)
     sql = (
-        f"WITH {decision},"  # noqa: S608 - names from model metadata, codes checked, values bound
-        f" lp_pick AS (SELECT lp_rn, lp_c{first} AS lp_first FROM lp_d WHERE lp_c{member_id} IS NOT NULL"
-        f" AND lp_c{first} IS NOT NULL AND lp_c{guardian} = 1 ORDER BY lp_rn LIMIT 1),"
-        f" lp_ev AS (SELECT lp_p.lp_rn IS NOT NULL AS lp_allowed, lp_p.lp_first, lp_f.lp_c{item} AS lp_item,"
-        f" lp_f.lp_c{organisation} AS lp_organisation, COALESCE(lp_f.lp_c{role}, '') AS lp_role,"
-        f" lp_f.lp_c{pupil} AS lp_pupil FROM lp_d lp_f LEFT OUTER JOIN lp_pick lp_p ON TRUE"
-        f" WHERE lp_f.lp_rn = COALESCE(lp_p.lp_rn, 1)),"
-        f" {chained_append_sql(source='lp_ev', fields=fields)}"
-        f" SELECT {', '.join(columns)}, (SELECT sequence FROM lp_moved) FROM lp_d ORDER BY lp_rn"
+        f"WITH {event.ctes}, {chained_append_sql(source='lp_ev', fields=event.fields)}"  # noqa: S608 - as _event_sql
+        f" SELECT {', '.join(event.columns)}, (SELECT sequence FROM lp_moved) FROM lp_d ORDER BY lp_rn"
+    )
+    compiled, params = q.finish(sql)
+    return compiled, tuple(params)
+
+
+# The transaction-local setting in which the read's decision leaves its event for the read's append.
+_READ_EVENT = "lp.read_event"
+_LP_EV_TYPES = {
+    "lp_allowed": "boolean",
+    "lp_first": "integer",
+    "lp_item": "uuid",
+    "lp_organisation": "uuid",
+    "lp_role": "text",
+    "lp_pupil": "uuid",
+}
+
+
+@functools.cache
+def _read_decision_statement(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the read's decision (``item_reading``): ``_decision_statement``'s rows, each with one more
+    column, and, as it runs, its audit event (``_event_sql``'s ``lp_ev``) left in the transaction-local
+    setting ``lp.read_event`` for ``_read_append_statement``, the next statement but one in the same
+    transaction. The event is worked out by the statement that decides, on its snapshot: the event says what
+    the rows Python decides from say. No rows (a missing item): nothing is left, and nothing is appended."""
+    q = _Sql(vendor)
+    event = _event_sql(q, action=READ)
+    sql = (
+        f"WITH {event.ctes} SELECT {', '.join(event.columns)},"  # noqa: S608 - as _event_sql
+        f" (SELECT set_config('{_READ_EVENT}', row_to_json(lp_ev)::text, true) FROM lp_ev)"
+        " FROM lp_d ORDER BY lp_rn"
+    )
+    compiled, params = q.finish(sql)
+    return compiled, tuple(params)
+
+
+@functools.cache
+def _read_append_statement(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: the append of the event ``_read_decision_statement`` left in ``lp.read_event`` (none if it
+    left none), with the read's actor, time and purpose; returns the new event's sequence (no row: no event,
+    or no head yet)."""
+    q = _Sql(vendor)
+    event_fields = _event_fields_sql(q, action=READ)
+    columns = ", ".join(f"(lp_e ->> '{name}')::{kind} AS {name}" for name, kind in _LP_EV_TYPES.items())
+    sql = (
+        f"WITH lp_g AS (SELECT NULLIF(current_setting('{_READ_EVENT}', true), '')::jsonb AS lp_e),"  # noqa: S608 - constants, codes checked
+        f" lp_ev AS (SELECT {columns} FROM lp_g WHERE lp_e IS NOT NULL),"
+        f" {chained_append_sql(source='lp_ev', fields=event_fields)}"
+        " SELECT sequence FROM lp_moved"
     )
     compiled, params = q.finish(sql)
     return compiled, tuple(params)
@@ -1028,44 +1097,59 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     followed by ``follow``, one statement that needs nothing from the decision (the read's key fetch,
     ``exchange.files.item_read``). ``NotFound`` when not allowed or missing, raised once the denial is recorded.
 
-    On PostgreSQL, outside a transaction, the read is one libpq pipeline in two flights
-    (``permissions.pipeline``). First the lock of the audit chain's head, the decision and ``follow``,
-    answered in one round trip. Then the event's append (``permissions.audit.append_statement``) and the
-    pipeline's ``Sync``, which commits them, sent without waiting: the server inserts and flushes the WAL
-    while the block runs (decryption), and the answer is waited for when the block ends. What the block
-    computes must not leave before the ``with`` statement has ended: an event that could not commit raises
-    there (``AuditNotRecorded``, a 503), so nothing of the read is returned unrecorded. The block runs no
-    statement (the connection is still in the pipeline): one raises ``StatementDuringRead``.
+    On PostgreSQL, outside a transaction, the read is one libpq pipeline (``permissions.pipeline``) and its
+    implicit transaction. The lock of the audit chain's head, the decision (``_read_decision_statement``,
+    which also works out the read's audit event and leaves it in the transaction) and ``follow`` go out with
+    a flush request, and their answers come back in one round trip. Right behind them go the event's append
+    (``_read_append_statement``) and the pipeline's ``Sync``, which commits it: the server inserts the event
+    and flushes the WAL while Python decides, decrypts and serializes, and the answer is waited for when
+    the block ends. What the block computes must not leave before the ``with`` statement has ended: an event
+    that could not commit raises there (``AuditNotRecorded``, a 503), so nothing of the read is returned
+    unrecorded. The block runs no statement (the connection is still in the pipeline): one raises
+    ``StatementDuringRead``. The event is the decision statement's own (same snapshot, same pick as
+    ``_decision_from_rows``), so it records what the rows Python decides from say.
     The head is locked before the decision, so a read that waited for a withdrawal holding the head (S-4)
     decides, and fetches the key, only after it has committed: a deleted wrap is seen, nothing decrypted.
     Inside a transaction, and elsewhere (SQLite), ``_reading_in_turn``.
     """
     purpose = purpose or Action.READ
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
         yield _reading_in_turn(user=user, item_id=item_id, follow=follow, purpose=purpose)
         return
     audited = _read_audited()
-    first = [_bound(*_decision_statement(READ, connection.vendor), user=user, item_id=item_id), follow]
+    # Everything that may query (guardian's permission id, on first use) is bound before the pipeline opens.
+    now = timezone.now()
+    statement = _read_decision_statement(connection.vendor) if audited else _decision_statement(READ, connection.vendor)
+    decision_statement = _bound(*statement, user=user, item_id=item_id, now=now)
     pipeline = ReadPipeline()
     if audited:
-        head, decided, followed = pipeline.fetch([(head_lock_statement(), ()), *first])
+
+        def append() -> list[tuple[str, list[Any]]]:  # built while the server runs the first three
+            actor = actor_id_of(user)
+            sql, params = _read_append_statement(connection.vendor)
+            values = _bind(
+                params,
+                now=now,
+                actor=actor,
+                actor_json=json.dumps(actor),
+                at_json=json.dumps(canonical_at(now)),
+                purpose=purpose,
+                purpose_json=json.dumps(purpose),
+            )
+            return [(sql, [_adapt(value, connection) for value in values])]
+
+        head, decided, followed = pipeline.fetch([(head_lock_statement(), ()), decision_statement, follow], then=append)
+        decided = [row[:-1] for row in decided]  # the last column is the event's setting
         headless = not head
     else:
-        # Without audit (the benchmark's baseline) nothing is written: the Sync goes with the first flight.
-        (decided, followed), headless = pipeline.fetch(first, commit=True), False
+        # Without audit (the benchmark's baseline) nothing is written: decision, key and Sync in one round trip.
+        (decided, followed), headless = pipeline.fetch([decision_statement, follow], commit=True), False
     decision: _Decision | None = None
     access: Access | None = None
     try:
         if decided:
             decision = _decision_from_rows(decided, action=READ)
             access = _access_of(decision, action=READ)
-        # A missing item has no event; without a head the event is appended after the commit (the first ever).
-        if audited:
-            pipeline.commit(
-                [append_statement(**_decision_event(decision, user=user, action=READ, purpose=purpose))]
-                if not headless and decision is not None
-                else []
-            )
     except BaseException:
         pipeline.close()
         raise

@@ -181,13 +181,6 @@ def _event_fields(*, action: str, outcome: str, actor: Any = None, **given: Any)
 _SEQUENCE_LAST = b',"sequence":0}'
 
 
-def append_statement(**event: Any) -> tuple[str, list[Any]]:
-    """PostgreSQL: the one statement that appends the event ``event`` describes (``audit_append``'s keywords),
-    with its parameters, to run in the caller's transaction; it returns no row when the chain has no head.
-    ``permissions.access.item_reading`` sends it in a pipeline without waiting for its answer."""
-    return _append_sql(_event_fields(**event))
-
-
 def head_lock_statement() -> str:
     """PostgreSQL: lock the chain's head until the transaction ends (one row; none without a head)."""
     head_table = connection.ops.quote_name(AuditHead._meta.db_table)

@@ -30,7 +30,7 @@ import re
 import select
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,9 @@ class ReadPipeline:
         ):
             raise RuntimeError("a read's pipeline needs an idle connection in autocommit")
         self.tx = self._transformer()
+        # Prepared once per connection, unless preparing is off (LP_DB_PREPARED_STATEMENTS=false: a pooler that
+        # cannot keep them), as psycopg's own prepare_threshold says.
+        self.prepare = self.raw.prepare_threshold is not None
         self.prepared = _PREPARED.setdefault(self.raw, {})
         self.sent: list[_Sent] = []
         self.synced = False
@@ -147,7 +150,7 @@ class ReadPipeline:
             values, types, formats = [], (), None
         key = (sql, types)
         name = self.prepared.get(key)
-        if name is None and len(self.prepared) < _PREPARED_MAX:
+        if name is None and self.prepare and len(self.prepared) < _PREPARED_MAX:
             name = f"lp_{next(_NAMES)}".encode()
             self.pgconn.send_prepare(name, query, param_types=types)
             self.sent.append(_Sent("prepare", sql, key))
@@ -195,6 +198,7 @@ class ReadPipeline:
         """The rows of ``sent`` (a query) and the error it answered with, if any."""
         rows: list[Any] = []
         error: psycopg.Error | None = None
+        aborted = False  # not run: an earlier statement of the flight failed
         while True:
             result = self._result()
             if result is None:
@@ -209,22 +213,25 @@ class ReadPipeline:
             elif status == _ExecStatus.TUPLES_OK and sent.kind == "query":
                 self.tx.set_pgresult(result)
                 rows = self.tx.load_rows(0, result.ntuples, tuple)
-            elif status not in _OK and status != _ExecStatus.PIPELINE_ABORTED:
+            elif status == _ExecStatus.PIPELINE_ABORTED:
+                aborted = True
+            elif status not in _OK:
                 raise psycopg.InterfaceError(f"unexpected answer in a read's pipeline: {_ExecStatus(status).name}")
-        if sent.kind == "prepare" and error is not None and sent.key is not None:
-            self.prepared.pop(sent.key, None)
+        if sent.kind == "prepare" and (error is not None or aborted) and sent.key:
+            self.prepared.pop(sent.key, None)  # not prepared: the next read prepares it
         if self.logged and sent.kind == "query":
             connection.queries_log.append(
                 {"sql": sent.sql, "time": f"{time.perf_counter() - sent.started:.3f}"}  # as Django's debug cursor
             )
         return rows, error
 
-    def _collect(self) -> tuple[list[list[Any]], psycopg.Error | None]:
-        """Every outstanding answer: the rows of each query, and the first error."""
+    def _collect(self, queries: int | None = None) -> tuple[list[list[Any]], psycopg.Error | None]:
+        """The outstanding answers (up to the answer of the ``queries``-th query, or all): the rows of each
+        query, and the first error."""
         answers: list[list[Any]] = []
         first: psycopg.Error | None = None
         try:
-            while self.sent:
+            while self.sent and (queries is None or len(answers) < queries):
                 sent = self.sent.pop(0)
                 rows, error = self._answer(sent)
                 first = first or error
@@ -252,33 +259,41 @@ class ReadPipeline:
 
     # --- The read's steps ------------------------------------------------------------------------
 
-    def fetch(self, statements: Sequence[tuple[str, Sequence[Any]]], *, commit: bool = False) -> list[list[Any]]:
-        """Send ``statements`` (and, with ``commit``, the ``Sync``) and return their rows: one round trip."""
+    def fetch(
+        self,
+        statements: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        then: Callable[[], Sequence[tuple[str, Sequence[Any]]]] | None = None,
+        commit: bool = False,
+    ) -> list[list[Any]]:
+        """Send ``statements`` and return their rows: one round trip.
+
+        ``then``: once ``statements`` are on their way, the statements it returns are sent with the ``Sync``
+        (the commit), and not waited for (``finish``). ``commit``: the ``Sync`` follows ``statements`` and is
+        waited for too. A statement the server no longer has (deallocated) is prepared again, once."""
         with connection.wrap_database_errors:
             try:
-                self._send_all(statements, sync=commit)
-                answers, error = self._collect()
-                if error is not None and error.sqlstate == _NO_SUCH_STATEMENT:
-                    self.prepared.clear()  # deallocated meanwhile: prepare again, once
-                    self._end()
-                    self.pgconn.enter_pipeline_mode()
-                    self.done = self.synced = False
+                for attempt in (1, 2):
                     self._send_all(statements, sync=commit)
-                    answers, error = self._collect()
-                if error is not None:
-                    raise error
-                if commit:
-                    self.pgconn.exit_pipeline_mode()
-                    self.done = True
-                return answers
+                    if then is not None:
+                        self._send_all(then(), sync=True)
+                    answers, error = self._collect(None if commit else len(statements))
+                    if error is not None and error.sqlstate == _NO_SUCH_STATEMENT and attempt == 1:
+                        self.prepared.clear()
+                        self._end()
+                        self.pgconn.enter_pipeline_mode()
+                        self.done = self.synced = False
+                        continue
+                    if error is not None:
+                        raise error
+                    if commit:
+                        self.pgconn.exit_pipeline_mode()
+                        self.done = True
+                    return answers
+                raise AssertionError("unreachable")  # pragma: no cover
             except BaseException:
                 self.close()
                 raise
-
-    def commit(self, statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
-        """Send ``statements`` and the ``Sync`` (the commit) without waiting for them."""
-        with connection.wrap_database_errors:
-            self._send_all(statements, sync=True)
 
     def finish(self) -> None:
         """Wait for what is outstanding; raise the first error (Django's class). Once."""

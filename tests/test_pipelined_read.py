@@ -11,7 +11,7 @@ and replaced. Run outside a test transaction (``transaction=True``): only then i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -113,10 +113,44 @@ def test_a_read_returns_once_its_event_has_committed(world) -> None:
         ("read", "allowed", "pipelined")
     ]
     sql = [query["sql"] for query in sent.captured_queries]
-    assert [text.split()[0] for text in sql] == ["SELECT", "SELECT", "SELECT", "WITH"], sql
+    assert [text.split()[0] for text in sql] == ["SELECT", "WITH", "SELECT", "WITH"], sql
     assert '"permissions_audithead"' in sql[0] and sql[0].endswith("FOR UPDATE")  # the head before the decision
+    assert "set_config('lp.read_event'" in sql[1]  # the decision works out its event
     assert 'INSERT INTO "permissions_auditevent"' in sql[3]  # the event, sent before decryption
     assert audit_verify()[1] is None  # its hash continues the chain
+    assert_idle_in_autocommit()
+
+
+def test_the_read_records_the_decision_it_acted_on_for_every_persona(world) -> None:
+    """ACC-5 (scenario 9), ACC-4, T-SCH-2: the read's event is worked out in SQL by the statement that decides;
+    for every persona, reading items of each holder, it names the same outcome, organisation, role and
+    legal basis as the decision Python acts on (``_decide``, ``_decision_event``), allowed or denied."""
+    from permissions.access import _decide, _decision_event
+    from permissions.policy import READ
+
+    items = [
+        create(world, "care_a", body="Verslag school A").json()["id"],
+        create(world, "worker_x", category="guidance", kind="note", body="CLB-dossier").json()["id"],
+    ]
+    seen = set()
+    for name, user in world.users.items():
+        for item_id in items:
+            purpose = f"persona-{name}"
+            decision = _decide(user=user, item_id=item_id, action=READ)
+            expected = _decision_event(decision, user=user, action=READ, purpose=purpose)
+            with suppress(NotFound):
+                files.item_read(user=user, item_id=item_id, purpose=purpose)
+            event = AuditEvent.objects.get(item_id=item_id, purpose=purpose)
+            got = (event.action, event.outcome, event.organisation_id, event.role, event.legal_basis, event.pupil_id)
+            want = tuple(
+                expected[key] for key in ("action", "outcome", "organisation_id", "role", "legal_basis", "pupil_id")
+            )
+            assert got == want, (name, item_id)
+            assert event.actor_id == user.pk
+            seen.add((event.outcome, event.legal_basis))
+    assert {outcome for outcome, _basis in seen} == {"allowed", "denied"}
+    assert len({basis for _outcome, basis in seen}) >= 3  # several rules, not one path
+    assert audit_verify()[1] is None
     assert_idle_in_autocommit()
 
 
@@ -168,6 +202,57 @@ def test_a_read_prepares_its_statements_again_after_they_were_deallocated(world)
     assert files.item_read(user=reader, item_id=item_id, purpose="again").decrypted.body == "Handelingsplan"
     assert committed_events(item_id=item_id, purpose="again") == [("read", "allowed", "again")]
     assert_idle_in_autocommit()
+    assert audit_verify()[1] is None
+
+
+def test_the_first_read_of_a_process_looks_up_what_it_needs_before_the_pipeline(world) -> None:
+    """The first read in a process looks up guardian's permission id (then cached) with an ordinary query: it
+    runs before the read's pipeline opens, and the read and the connection work (a query inside the pipeline
+    would fail and leave the connection in pipeline mode)."""
+    from permissions.grants import view_permission_id
+
+    item_id = create(world, "care_a", body="Eerste lezing").json()["id"]
+    view_permission_id.cache_clear()
+    response = world.client("care_a").get(f"/api/v1/items/{item_id}")
+    assert response.status_code == 200, response.content
+    assert response.json()["body"] == "Eerste lezing"
+    assert_idle_in_autocommit()
+    assert PupilItem.objects.filter(pk=item_id).exists()
+
+
+def test_the_benchmarks_read_without_audit_reads_the_same_and_records_nothing(world) -> None:
+    """The access benchmark's baseline (``bench._access_measure._audit_skipped``: decision, key fetch and
+    Sync in one round trip) returns the same item as the audited read, appends nothing and leaves the
+    connection clean: the audit's cost is measured against a read that works."""
+    from bench._access_measure import _audit_skipped
+
+    item_id = create(world, "care_a", body="Zonder spoor").json()["id"]
+    reader = world.users["care_a"]
+    audited = files.item_read(user=reader, item_id=item_id, purpose="with")
+    events = AuditEvent.objects.count()
+    with _audit_skipped():
+        skipped = files.item_read(user=reader, item_id=item_id, purpose="without")
+    assert skipped.decrypted.body == audited.decrypted.body == "Zonder spoor"
+    assert AuditEvent.objects.count() == events
+    assert_idle_in_autocommit()
+
+
+def test_a_read_prepares_nothing_when_preparing_is_off(world) -> None:
+    """Behind a pooler that cannot keep prepared statements (``LP_DB_PREPARED_STATEMENTS=false``, psycopg's
+    ``prepare_threshold`` None) the read prepares nothing on the server, and still records its event (ACC-5)."""
+    item_id = create(world, "care_a", body="Handelingsplan").json()["id"]
+    reader = world.users["care_a"]
+    connection.close()
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = None
+    try:
+        assert files.item_read(user=reader, item_id=item_id, purpose="unprepared").decrypted.body == "Handelingsplan"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'lp%%'")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        connection.close()
+    assert committed_events(item_id=item_id, purpose="unprepared") == [("read", "allowed", "unprepared")]
     assert audit_verify()[1] is None
 
 
