@@ -214,9 +214,9 @@ def _audit_skipped() -> Iterator[None]:
     On PostgreSQL ``item_get_for_user`` decides and audits in one statement (``_decide_audited``); inside the
     block it runs the decision's statement without the audit's CTEs (``_decide``) instead. The read of one
     item (``item_reading``, the API's read) sends only the decision, the key fetch and the pipeline's ``Sync``
-    in one round trip (``_read_audited``): no head's lock, no append and no second flight, which are there for
-    the audit, so its cost is the audit's. The two-step path's append (``audit_append``, SQLite and
-    shredding) does nothing.
+    in one round trip (``_read_audited``): no head's lock, no event worked out in the decision and no append,
+    which are there for the audit, so their cost is the audit's. The two-step path's append (``audit_append``,
+    SQLite and shredding) does nothing.
     """
     from permissions import access
 

@@ -36,30 +36,6 @@ def _canonical(
     legal_basis: str,
     outcome: str,
 ) -> bytes:
-    """The event's canonical document, the bytes its hash covers: ``json.dumps`` of its fields with sorted keys
-    and no spaces.
-
-    Every read appends an event, and the general encoder cost a read tens of microseconds (docs/performance.md),
-    so the usual event, whose texts need no escaping, is written out directly; the tests hold both to the same
-    bytes (``tests/test_audit_canonical.py``)."""
-    if (
-        type(sequence) is int
-        and (actor_id is None or type(actor_id) is int)
-        and type(action) is type(purpose) is type(role) is type(legal_basis) is type(outcome) is str
-        and (not organisation_id or type(organisation_id) is uuid.UUID)
-        and (not pupil_id or type(pupil_id) is uuid.UUID)
-        and (not item_id or type(item_id) is uuid.UUID)
-        and _JSON_AS_IS.fullmatch(action + purpose + role + legal_basis + outcome)
-    ):
-        item = f'"{item_id}"' if item_id else "null"
-        organisation = f'"{organisation_id}"' if organisation_id else "null"
-        pupil = f'"{pupil_id}"' if pupil_id else "null"
-        actor = "null" if actor_id is None else actor_id
-        return (
-            f'{{"action":"{action}","actor":{actor},"at":"{canonical_at(at)}","item":{item},'
-            f'"legal_basis":"{legal_basis}","organisation":{organisation},"outcome":"{outcome}","pupil":{pupil},'
-            f'"purpose":"{purpose}","role":"{role}","sequence":{sequence}}}'
-        ).encode()
     document = {
         "sequence": sequence,
         "at": canonical_at(at),
@@ -74,10 +50,6 @@ def _canonical(
         "outcome": outcome,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-
-
-# Printable ASCII without the quote and the backslash: what json.dumps writes as it is, between quotes.
-_JSON_AS_IS = re.compile(r"[ !#-\[\]-~]*")
 
 
 def canonical_at(at: datetime) -> str:
