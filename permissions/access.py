@@ -838,14 +838,14 @@ def _read_decision_statement(vendor: str) -> tuple[str, tuple[Any, ...]]:
 @functools.cache
 def _read_append_statement(vendor: str) -> tuple[str, tuple[Any, ...]]:
     """PostgreSQL: the append of the event ``_read_decision_statement`` left in ``lp.read_event`` (none if it
-    left none), with the read's actor, time and purpose; returns the new event's sequence (no row: no event,
-    or no head yet)."""
+    left none, or if what is there is not about the item read), with the read's actor, time and purpose;
+    returns the new event's sequence (no row: no event, or no head yet)."""
     q = _Sql(vendor)
     event_fields = _event_fields_sql(q, action=READ)
     columns = ", ".join(f"(lp_e ->> '{name}')::{kind} AS {name}" for name, kind in _LP_EV_TYPES.items())
     sql = (
         f"WITH lp_g AS (SELECT NULLIF(current_setting('{_READ_EVENT}', true), '')::jsonb AS lp_e),"  # noqa: S608 - constants, codes checked
-        f" lp_ev AS (SELECT {columns} FROM lp_g WHERE lp_e IS NOT NULL),"
+        f" lp_ev AS (SELECT {columns} FROM lp_g WHERE (lp_e ->> 'lp_item')::uuid = {q.p(_ITEM)}),"
         f" {chained_append_sql(source='lp_ev', fields=event_fields)}"
         " SELECT sequence FROM lp_moved"
     )
@@ -1122,36 +1122,39 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     statement = _read_decision_statement(connection.vendor) if audited else _decision_statement(READ, connection.vendor)
     decision_statement = _bound(*statement, user=user, item_id=item_id, now=now)
     pipeline = ReadPipeline()
-    if audited:
-
-        def append() -> list[tuple[str, list[Any]]]:  # built while the server runs the first three
-            actor = actor_id_of(user)
-            sql, params = _read_append_statement(connection.vendor)
-            values = _bind(
-                params,
-                now=now,
-                actor=actor,
-                actor_json=json.dumps(actor),
-                at_json=json.dumps(canonical_at(now)),
-                purpose=purpose,
-                purpose_json=json.dumps(purpose),
-            )
-            return [(sql, [_adapt(value, connection) for value in values])]
-
-        head, decided, followed = pipeline.fetch([(head_lock_statement(), ()), decision_statement, follow], then=append)
-        decided = [row[:-1] for row in decided]  # the last column is the event's setting
-        headless = not head
-    else:
-        # Without audit (the benchmark's baseline) nothing is written: decision, key and Sync in one round trip.
-        (decided, followed), headless = pipeline.fetch([decision_statement, follow], commit=True), False
-    decision: _Decision | None = None
-    access: Access | None = None
     try:
+        if audited:
+
+            def append() -> list[tuple[str, list[Any]]]:  # built while the server runs the first three
+                actor = actor_id_of(user)
+                sql, params = _read_append_statement(connection.vendor)
+                values = _bind(
+                    params,
+                    item=PupilItem._meta.pk.to_python(item_id),
+                    now=now,
+                    actor=actor,
+                    actor_json=json.dumps(actor),
+                    at_json=json.dumps(canonical_at(now)),
+                    purpose=purpose,
+                    purpose_json=json.dumps(purpose),
+                )
+                return [(sql, [_adapt(value, connection) for value in values])]
+
+            head, decided, followed = pipeline.fetch(
+                [(head_lock_statement(), ()), decision_statement, follow], then=append
+            )
+            decided = [row[:-1] for row in decided]  # the last column is the event's setting
+            headless = not head
+        else:
+            # Without audit (the benchmark's baseline) nothing is written: decision, key and Sync in one round trip.
+            (decided, followed), headless = pipeline.fetch([decision_statement, follow], commit=True), False
+        decision: _Decision | None = None
+        access: Access | None = None
         if decided:
             decision = _decision_from_rows(decided, action=READ)
             access = _access_of(decision, action=READ)
-    except BaseException:
-        pipeline.close()
+    except BaseException as exc:
+        pipeline.close(exc)
         raise
     if access is None or headless:
         _confirm(pipeline)
@@ -1164,8 +1167,8 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
     try:
         with connection.execute_wrapper(_refuse_statements):
             yield Reading(access=access, rows=followed)
-    except BaseException:
-        pipeline.close()
+    except BaseException as exc:
+        pipeline.close(exc)
         raise
     _confirm(pipeline)
 

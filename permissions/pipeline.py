@@ -26,6 +26,7 @@ the next statement opens a new one and never reads a stale answer.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import select
 import time
@@ -42,8 +43,9 @@ from psycopg.adapt import PyFormat, Transformer
 _ExecStatus = pq.ExecStatus
 _OK = (_ExecStatus.TUPLES_OK, _ExecStatus.COMMAND_OK)
 
-# A prepared statement's name, unique in this process: a name is never reused, so a statement the server
-# still has can never be mistaken for another. psycopg names its own "_pg3_<n>".
+# A prepared statement's name, unique to this process (its pid) and never reused, so a statement the server
+# still has can never be mistaken for another, even behind a pooler that hands a session to another process.
+# psycopg names its own "_pg3_<n>".
 _NAMES = itertools.count(1)
 
 # Per psycopg connection: (statement text, parameter types) -> the name it is prepared under on the server.
@@ -149,9 +151,9 @@ class ReadPipeline:
         else:
             values, types, formats = [], (), None
         key = (sql, types)
-        name = self.prepared.get(key)
+        name = self.prepared.get(key) if self.prepare else None
         if name is None and self.prepare and len(self.prepared) < _PREPARED_MAX:
-            name = f"lp_{next(_NAMES)}".encode()
+            name = f"lp_{os.getpid()}_{next(_NAMES)}".encode()
             self.pgconn.send_prepare(name, query, param_types=types)
             self.sent.append(_Sent("prepare", sql, key))
             self.prepared[key] = name
@@ -172,7 +174,7 @@ class ReadPipeline:
             else:
                 self.pgconn.send_flush_request()
             self._flush()
-        except psycopg.Error:
+        except BaseException:  # what was sent is not known: the connection cannot be trusted
             self._broken()
             raise
 
@@ -199,14 +201,22 @@ class ReadPipeline:
         rows: list[Any] = []
         error: psycopg.Error | None = None
         aborted = False  # not run: an earlier statement of the flight failed
+        ends = 0
         while True:
             result = self._result()
             if result is None:
+                if self.pgconn.status == pq.ConnStatus.BAD:
+                    raise psycopg.OperationalError("the connection was lost during a read's pipeline")
+                ends += 1
+                if sent.kind == "sync" and ends == 1:
+                    continue  # the end of an error's results (a failed commit), before the Sync's own
                 if sent.kind == "sync":
-                    continue  # the end of an error's results, before the Sync's own
+                    raise psycopg.InterfaceError("a read's pipeline ended without its Sync")
                 break
             status = result.status
             if status == _ExecStatus.PIPELINE_SYNC:
+                if sent.kind != "sync":
+                    raise psycopg.InterfaceError("a read's pipeline answered a statement with its Sync")
                 break
             if status == _ExecStatus.FATAL_ERROR:
                 error = error or psycopg.errors.error_from_result(result, encoding=self.raw.info.encoding)
@@ -237,7 +247,7 @@ class ReadPipeline:
                 first = first or error
                 if sent.kind == "query":
                     answers.append(rows)
-        except (psycopg.Error, OSError, ValueError):
+        except BaseException:  # the protocol was interrupted: its answers and our list no longer line up
             self._broken()
             raise
         return answers, first
@@ -291,8 +301,8 @@ class ReadPipeline:
                         self.done = True
                     return answers
                 raise AssertionError("unreachable")  # pragma: no cover
-            except BaseException:
-                self.close()
+            except BaseException as exc:
+                self.close(exc)
                 raise
 
     def finish(self) -> None:
@@ -303,18 +313,27 @@ class ReadPipeline:
             if not self.synced:
                 self._send_all((), sync=True)
             _answers, error = self._collect()
-            self.pgconn.exit_pipeline_mode()
+            try:
+                self.pgconn.exit_pipeline_mode()
+            except BaseException:
+                self._broken()
+                raise
             self.done = True
             if error is not None:
                 raise error
 
-    def close(self) -> None:
-        """After an error elsewhere: end the pipeline quietly (its implicit transaction rolls back unless the
-        ``Sync`` had already been sent), or close the connection if even that fails."""
+    def close(self, exc: BaseException | None = None) -> None:
+        """After an error elsewhere (``exc``): end the pipeline quietly (its implicit transaction rolls back
+        unless the ``Sync`` had already been sent), or close the connection if even that fails. An interrupt
+        (``KeyboardInterrupt``, ``SystemExit``: not an ``Exception``) closes it at once rather than waiting
+        for the server."""
         if self.done:
+            return
+        if exc is not None and not isinstance(exc, Exception):
+            self._broken()
             return
         try:
             self._end()
-        except BaseException:
+        except Exception:
             if not self.done:
                 self._broken()

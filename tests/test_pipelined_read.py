@@ -10,6 +10,8 @@ and replaced. Run outside a test transaction (``transaction=True``): only then i
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -234,6 +236,45 @@ def test_the_benchmarks_read_without_audit_reads_the_same_and_records_nothing(wo
         skipped = files.item_read(user=reader, item_id=item_id, purpose="without")
     assert skipped.decrypted.body == audited.decrypted.body == "Zonder spoor"
     assert AuditEvent.objects.count() == events
+    assert_idle_in_autocommit()
+
+
+def test_an_interrupt_during_a_read_closes_the_connection_instead_of_leaving_it_mid_pipeline(world) -> None:
+    """An interrupt inside the read's block (a worker's timeout raising ``SystemExit``, Ctrl-C) does not wait
+    for the server: Django's connection is closed, never handed back in pipeline mode with unread answers,
+    and the next read opens a new one."""
+    item_id = create(world, "care_a", body="Onderbroken").json()["id"]
+    reader = world.users["care_a"]
+    follow = ("SELECT 1", [])
+    with pytest.raises(KeyboardInterrupt), item_reading(user=reader, item_id=item_id, follow=follow):
+        raise KeyboardInterrupt
+    assert connection.connection is None
+    assert files.item_read(user=reader, item_id=item_id, purpose="after").decrypted.body == "Onderbroken"
+    assert_idle_in_autocommit()
+
+
+def test_a_leftover_event_setting_is_never_appended_for_another_read(world) -> None:
+    """ACC-5: the read's append takes its event from the setting the decision leaves; a value set on the
+    session by anything else (here: about another item) is not appended when the read's item is missing."""
+    item_id = create(world, "care_a", body="Ander item").json()["id"]
+    reader = world.users["care_a"]
+    event = {
+        "lp_allowed": True,
+        "lp_first": 0,
+        "lp_item": item_id,
+        "lp_organisation": str(world.orgs["A"].pk),
+        "lp_role": "care_team",
+        "lp_pupil": str(world.lotte.pk),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lp.read_event', %s, false)", [json.dumps(event)])
+    try:
+        with pytest.raises(NotFound):
+            files.item_read(user=reader, item_id=uuid.uuid4(), purpose="leftover")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lp.read_event")
+    assert committed_events(purpose="leftover") == []
     assert_idle_in_autocommit()
 
 
