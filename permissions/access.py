@@ -882,21 +882,23 @@ def _decide_audited(*, user: Any, item_id: Any, action: str, purpose: str) -> _D
 
 def _audited_bound(*, user: Any, item_id: Any, action: str, purpose: str) -> tuple[str, list[Any]]:
     """The audited decision's statement and its bound values."""
-    now = timezone.now()
-    actor = actor_id_of(user)
     sql, params = _audited_decision_statement(action, connection.vendor)
-    return _bound(
-        sql,
-        params,
-        user=user,
-        item_id=item_id,
-        now=now,
-        actor=actor,
-        actor_json=json.dumps(actor),
-        at_json=json.dumps(canonical_at(now)),
-        purpose=purpose,
-        purpose_json=json.dumps(purpose),
-    )
+    values = _event_values(user=user, now=timezone.now(), purpose=purpose)
+    return _bound(sql, params, user=user, item_id=item_id, **values)
+
+
+def _event_values(*, user: Any, now: datetime, purpose: str) -> dict[str, Any]:
+    """The per-call values of an event written in SQL (``_event_fields_sql``): who, when, why, and their JSON
+    texts as the canonical document writes them."""
+    actor = actor_id_of(user)
+    return {
+        "now": now,
+        "actor": actor,
+        "actor_json": json.dumps(actor),
+        "at_json": json.dumps(canonical_at(now)),
+        "purpose": purpose,
+        "purpose_json": json.dumps(purpose),
+    }
 
 
 def _audited_from_rows(rows: Sequence[Sequence[Any]], *, action: str) -> tuple[_Decision, bool]:
@@ -1126,17 +1128,11 @@ def item_reading(*, user: Any, item_id: Any, follow: tuple[str, Sequence[Any]], 
         if audited:
 
             def append() -> list[tuple[str, list[Any]]]:  # built while the server runs the first three
-                actor = actor_id_of(user)
                 sql, params = _read_append_statement(connection.vendor)
                 values = _bind(
                     params,
                     item=PupilItem._meta.pk.to_python(item_id),
-                    now=now,
-                    actor=actor,
-                    actor_json=json.dumps(actor),
-                    at_json=json.dumps(canonical_at(now)),
-                    purpose=purpose,
-                    purpose_json=json.dumps(purpose),
+                    **_event_values(user=user, now=now, purpose=purpose),
                 )
                 return [(sql, [_adapt(value, connection) for value in values])]
 
