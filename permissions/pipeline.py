@@ -3,9 +3,9 @@
 ``permissions.access.item_reading`` sends a read's statements here, on the connection's libpq handle
 (``psycopg.pq``, psycopg's documented low-level interface), not through Django's or psycopg's cursors:
 
-- First flight: the chain head's lock, the decision and the key fetch, then a flush request; their answers
-  come back in one round trip.
-- Second flight: the event's append and a ``Sync``, sent without waiting. The statements ran in the
+- The chain head's lock, the decision and the key fetch, then a flush request: their answers come back in
+  one round trip.
+- Right behind them, not waited for: the event's append and a ``Sync``. The statements run in the
   pipeline's implicit transaction, so the ``Sync`` is its commit: no ``BEGIN`` or ``COMMIT`` statement, and
   the head stays locked from before the decision until the event is durable. The server inserts and
   flushes the WAL while the caller decrypts; ``finish`` waits for the answer and raises if the append or
@@ -19,8 +19,9 @@ dumped and its rows loaded by psycopg's ``Transformer`` on the connection's adap
 
 The connection is handed back as it came, idle, in autocommit, out of pipeline mode. An SQL error leaves
 it clean: the pipeline is drained to its ``Sync`` and the implicit transaction is rolled back. Anything else
-that interrupts the protocol (a lost connection, an exception while waiting) closes Django's connection, so
-the next statement opens a new one and never reads a stale answer.
+that interrupts the protocol (a lost connection, an exception or interrupt while waiting, an interrupt in the
+caller's block) closes Django's connection, so the next statement opens a new one and never reads a stale
+answer.
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ class _Sent:
 class ReadPipeline:
     """One read's statements in one libpq pipeline and its implicit transaction (module docstring).
 
-    ``fetch`` sends statements and a flush request and returns their rows, one round trip; ``commit`` sends
-    statements and the ``Sync`` without waiting; ``finish`` waits for what is outstanding and raises the first
-    error, as Django's ``DatabaseError``. ``fetch(..., commit=True)`` ends with the ``Sync`` instead: the rows
-    and the commit in one round trip (the benchmark's read without audit).
+    ``fetch`` sends statements and a flush request and returns their rows, one round trip; with ``then``, the
+    statements it returns and the ``Sync`` go right behind, not waited for; ``finish`` waits for what is
+    outstanding and raises the first error, as Django's ``DatabaseError``. ``fetch(..., commit=True)`` ends
+    with the ``Sync`` instead: the rows and the commit in one round trip (the benchmark's read without audit).
     """
 
     def __init__(self) -> None:
