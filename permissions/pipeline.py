@@ -85,10 +85,6 @@ def _number(sql: str) -> bytes:
     return numbered
 
 
-class PipelineBroken(RuntimeError):
-    """The pipeline's protocol was interrupted; the connection was closed."""
-
-
 @dataclass
 class _Sent:
     """One message the server will answer, in the order sent."""
