@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,12 @@ ORDER_SEED = 20261203
 
 
 def _interleaved(
-    variants: dict[str, Callable[[int], Any]], *, reps: int, warmup: int, budget_s: float
+    variants: dict[str, Callable[[int], Any]],
+    *,
+    reps: int,
+    warmup: int,
+    budget_s: float,
+    around: dict[str, Callable[[], AbstractContextManager[Any]]] | None = None,
 ) -> dict[str, list[float]]:
     """Run every variant ``warmup`` times, then ``reps`` times interleaved; ms per call.
 
@@ -71,11 +76,20 @@ def _interleaved(
     on the user (docs/performance.md, 2026-12-03 late).
 
     A variant whose measured calls have taken ``budget_s`` in total stops early (its ``n`` shows it).
+    ``around``: a context a variant's calls run in, entered and left outside the timing.
     """
     names = list(variants)
+    around = around or {}
+
+    def call(name: str, i: int) -> float:
+        with around[name]() if name in around else nullcontext():
+            start = time.perf_counter_ns()
+            variants[name](i)
+            return (time.perf_counter_ns() - start) / 1e6
+
     for i in range(warmup):
         for name in names:
-            variants[name](i)
+            call(name, i)
     samples: dict[str, list[float]] = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
     order = random.Random(ORDER_SEED)
@@ -83,9 +97,7 @@ def _interleaved(
         for name in order.sample(names, len(names)):
             if spent[name] >= budget_s * 1000:
                 continue
-            start = time.perf_counter_ns()
-            variants[name](i)
-            ms = (time.perf_counter_ns() - start) / 1e6
+            ms = call(name, i)
             samples[name].append(ms)
             spent[name] += ms
     return samples
@@ -191,20 +203,40 @@ def _commit_cost(reps: int, gap_ms: float = 4.0) -> dict[str, dict[str, float]]:
         while time.perf_counter() < until:
             pass
 
-    samples: dict[str, list[float]] = {"select": [], "insert_commit": []}
+    insert = "INSERT INTO bench_commit_cost (v) VALUES (1)"
+    samples: dict[str, list[float]] = {"select": [], "insert_commit": [], "insert_commit_no_flush_wait": []}
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit_cost (id bigserial PRIMARY KEY, v integer)")
         for _ in range(reps):
-            for name, sql in (
-                ("select", "SELECT 1"),
-                ("insert_commit", "INSERT INTO bench_commit_cost (v) VALUES (1)"),
+            for name, sql, synchronous in (
+                ("select", "SELECT 1", "on"),
+                ("insert_commit", insert, "on"),
+                ("insert_commit_no_flush_wait", insert, "off"),
             ):
+                cursor.execute(f"SET synchronous_commit = {synchronous}")
                 busy()
                 started = time.perf_counter()
                 cursor.execute(sql)
                 samples[name].append((time.perf_counter() - started) * 1000)
+        cursor.execute("RESET synchronous_commit")
         cursor.execute("DROP TABLE bench_commit_cost")
     return {name: stats(values) for name, values in samples.items()}
+
+
+@contextmanager
+def _no_flush_wait() -> Iterator[None]:
+    """Benchmark only, a diagnostic: the connection's commits inside the block do not wait for their WAL
+    flush (``synchronous_commit = off``). What an audited read costs apart from that wait; never a setting
+    of the service, whose reads' events must be durable before anything of the read is returned."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
 
 
 @contextmanager
@@ -508,14 +540,22 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         read_variants: Variants = {
             "audited": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
             "no_audit": lambda i, u=user, ids=read_items: api_read_no_audit(u, ids[i % len(ids)]),
+            # A diagnostic, not judged: the audited read whose commit does not wait for its WAL flush.
+            "audited_no_flush_wait": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
         }
         _say(
             f"{key}: GET /api/v1/items/<id> with and without audit, {reps * READ_REPS_FACTOR} repetitions"
             f" over {len(read_items)} items"
         )
-        read_samples = _interleaved(read_variants, reps=reps * READ_REPS_FACTOR, warmup=warmup, budget_s=budget_s)
+        read_samples = _interleaved(
+            read_variants,
+            reps=reps * READ_REPS_FACTOR,
+            warmup=warmup,
+            budget_s=budget_s,
+            around={"audited_no_flush_wait": _no_flush_wait},
+        )
         read_appended = AuditEvent.objects.count() - events_before
-        expected = len(read_samples["audited"]) + warmup
+        expected = len(read_samples["audited"]) + len(read_samples["audited_no_flush_wait"]) + 2 * warmup
         if read_appended != expected:
             raise SystemExit(f"{key}: {read_appended} audit events for {expected} audited reads")
 

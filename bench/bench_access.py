@@ -413,6 +413,31 @@ def render(
             "synchronous (`synchronous_commit = on`), so no read's record can be lost in a crash, and nothing "
             "of a read is returned before it.",
         ]
+        unflushed = commit.get("insert_commit_no_flush_wait")
+        if unflushed:
+            lines[-1] += (
+                " The same `INSERT` whose commit does not wait for the WAL flush (`synchronous_commit = off`) "
+                f"takes {unflushed['p50']:.2f} / {unflushed['p95']:.2f} ms: the flush's wait is "
+                f"{insert['p50'] - unflushed['p50']:.2f} / {insert['p95'] - unflushed['p95']:.2f} ms."
+            )
+    diagnosed = [
+        (key, user["read"]) for key, user in measured["users"].items() if "audited_no_flush_wait" in user["read"]
+    ]
+    if diagnosed:
+        lines += [
+            "",
+            "**The whole read with audit, its commit not waiting for the WAL flush** (a diagnostic, interleaved "
+            "with the two variants above, `synchronous_commit = off` set and reset outside the timed call; "
+            "never how the service runs): what the audit costs apart from the disk's flush. "
+            + "; ".join(
+                f"{USER_LABELS.get(key, key)}: {_pp(read['audited_no_flush_wait'])} ms, "
+                f"{read['audited_no_flush_wait']['p50'] / read['no_audit']['p50'] - 1:+.0%}, "
+                f"{read['audited_no_flush_wait']['p95'] / read['no_audit']['p95'] - 1:+.0%} over no audit "
+                f"(as built: {audit_overhead(read, 'p50'):+.0%}, {audit_overhead(read, 'p95'):+.0%})"
+                for key, read in diagnosed
+            )
+            + ".",
+        ]
     lines += [
         "",
         "**HTTP request** = the same GET through `django.test.Client` with `Authorization: Token ...`: URL "
