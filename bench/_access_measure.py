@@ -544,7 +544,8 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "audited_no_flush_wait": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
         }
         _say(
-            f"{key}: GET /api/v1/items/<id> with and without audit, {reps * READ_REPS_FACTOR} repetitions"
+            f"{key}: GET /api/v1/items/<id> with and without audit (and without the flush's wait),"
+            f" {reps * READ_REPS_FACTOR} repetitions"
             f" over {len(read_items)} items"
         )
         read_samples = _interleaved(
