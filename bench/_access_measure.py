@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +381,102 @@ def _variants(
     )
 
 
+# The judged comparison, the whole read with and without audit, runs in this many blocks, spread over the
+# audit part of the phase: each user's blocks alternate with the other users' and with the decision's and the
+# request's timings. A state of the machine that slows everything for half a minute (seen: a run in which the
+# CLB worker's decision and whole read, with audit and without, took twice their usual time while the lists
+# timed just before them had their usual speed) then falls into one or two blocks, not into the whole
+# comparison (docs/performance.md, 2026-12-04).
+# The rounds of blocks start at least ``READ_BLOCK_GAP_S`` apart (the machine idles if the timings between
+# them were shorter), so the five span a minute or more.
+READ_BLOCKS = 5
+READ_BLOCK_GAP_S = 15.0
+
+
+@dataclass(frozen=True)
+class _AuditTimings:
+    """One user's timed calls for the audit on a read: the decision alone, the whole read, the request."""
+
+    audit_variants: Variants
+    read_variants: Variants
+    request_variants: Variants
+
+
+def _summary(samples: dict[str, list[float]]) -> str:
+    return ", ".join(
+        f"{name} p50 {stats(s)['p50']:.2f} / p95 {stats(s)['p95']:.2f} ms (n={len(s)})" for name, s in samples.items()
+    )
+
+
+def _audit_blocks(
+    timed: dict[str, _AuditTimings], users: dict[str, dict[str, Any]], *, reps: int, warmup: int, budget_s: float
+) -> None:
+    """Time the audit on a read for every user into ``users[key]``: the whole read in ``READ_BLOCKS`` blocks
+    (``read_blocks``: each block's statistics; ``read``: all blocks' samples pooled), rounds of blocks at least
+    ``READ_BLOCK_GAP_S`` apart, between them the decision with and without audit and the HTTP request. Every
+    audited call must have appended exactly one event."""
+    from permissions.models import AuditEvent
+
+    keys = list(timed)
+    between = [("decision", key) for key in keys] + [("request", key) for key in keys]
+    after_block: dict[int, list[tuple[str, str]]] = {b: [] for b in range(READ_BLOCKS)}
+    for j, slot in enumerate(between):
+        after_block[j * (READ_BLOCKS - 1) // len(between)].append(slot)
+    block_reps = max(1, reps * READ_REPS_FACTOR // READ_BLOCKS)
+    blocks: dict[str, list[dict[str, list[float]]]] = {key: [] for key in keys}
+    read_appended = dict.fromkeys(keys, 0)
+    round_started = time.perf_counter()
+    for b in range(READ_BLOCKS):
+        idle = READ_BLOCK_GAP_S - (time.perf_counter() - round_started) if b else 0.0
+        if idle > 0:
+            _say(f"idle {idle:.0f} s before the whole read's block {b + 1}")
+            time.sleep(idle)
+        round_started = time.perf_counter()
+        for key in keys:
+            block_warmup = warmup if b == 0 else min(warmup, 3)
+            _say(
+                f"{key}: GET /api/v1/items/<id> with and without audit (and without the flush's wait), block {b + 1}"
+                f" of {READ_BLOCKS}, {block_reps} repetitions"
+            )
+            before = AuditEvent.objects.count()
+            samples = _interleaved(
+                timed[key].read_variants,
+                reps=block_reps,
+                warmup=block_warmup,
+                budget_s=budget_s / READ_BLOCKS,
+                around={"audited_no_flush_wait": _no_flush_wait},
+            )
+            appended = AuditEvent.objects.count() - before
+            expected = len(samples["audited"]) + len(samples["audited_no_flush_wait"]) + 2 * block_warmup
+            if appended != expected:
+                raise SystemExit(f"{key}: {appended} audit events for {expected} audited reads (block {b + 1})")
+            read_appended[key] += appended
+            blocks[key].append(samples)
+        for what, key in after_block[b]:
+            if what == "decision":
+                _say(f"{key}: item_get_for_user with and without audit, {reps} repetitions")
+                before = AuditEvent.objects.count()
+                samples = _interleaved(timed[key].audit_variants, reps=reps, warmup=warmup, budget_s=budget_s)
+                users[key]["audit"] = {name: stats(s) for name, s in samples.items()}
+                users[key]["audit_events_appended"] = AuditEvent.objects.count() - before
+            else:
+                _say(
+                    f"{key}: the same GET through the middleware stack with token authentication,"
+                    f" {reps * READ_REPS_FACTOR} repetitions"
+                )
+                samples = _interleaved(
+                    timed[key].request_variants, reps=reps * READ_REPS_FACTOR, warmup=warmup, budget_s=budget_s
+                )
+                users[key]["request"] = {name: stats(s) for name, s in samples.items()}
+            _say(f"{key} {'audit' if what == 'decision' else what}: {_summary(samples)}")
+    for key in keys:
+        pooled = {name: [ms for block in blocks[key] for ms in block[name]] for name in blocks[key][0]}
+        users[key]["read"] = {name: stats(s) for name, s in pooled.items()}
+        users[key]["read_blocks"] = [{name: stats(s) for name, s in block.items()} for block in blocks[key]]
+        users[key]["read_events_appended"] = read_appended[key]
+        _say(f"{key} read (all blocks): {_summary(pooled)}")
+
+
 def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) -> None:
     import django
 
@@ -394,7 +491,6 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
     from exchange.item_apis import ItemDetailApi
     from exchange.models import Category, ItemKind, PupilItem
     from permissions.access import _decide, feed_walks, item_feed_for_user, item_get_for_user, item_list_for_user
-    from permissions.models import AuditEvent
     from permissions.policy import READ
 
     loaded = json.loads(load.read_text(encoding="utf-8"))
@@ -445,6 +541,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         return decision.branch.rule.rule
 
     out: dict[str, Any] = {"users": {}, "explain": {}}
+    timed: dict[str, _AuditTimings] = {}
     for key, info in loaded["users"].items():
         user = User.objects.get(pk=info["user_id"])
         pupils = [uuid.UUID(p) for p in info["pupils"]]
@@ -519,13 +616,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         _say(f"{key}: all visible items, {reps} repetitions after {warmup} warm-up (budget {budget_s:.0f} s each)")
         all_samples = _interleaved(all_items, reps=reps, warmup=min(warmup, 3), budget_s=budget_s)
 
-        # --- Audit on a read ---------------------------------------------------------------------
-        events_before = AuditEvent.objects.count()
-        _say(f"{key}: item_get_for_user with and without audit, {reps} repetitions")
-        audit_samples = _interleaved(audit_variants, reps=reps, warmup=warmup, budget_s=budget_s)
-        appended = AuditEvent.objects.count() - events_before
-
-        # --- Audit on the whole read, as the API serves it -------------------------------------
+        # --- The whole read's items and the request's client; their timings run after every user's lists ------
         read_items = _read_items(
             user=user,
             organisation_id=info["organisation_id"],
@@ -536,45 +627,23 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
         for item_id in read_items:
             if api_read(user, item_id) != api_read_no_audit(user, item_id):
                 raise SystemExit(f"{key}: the read with and without audit differ for {item_id}")
-        events_before = AuditEvent.objects.count()
-        read_variants: Variants = {
-            "audited": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
-            "no_audit": lambda i, u=user, ids=read_items: api_read_no_audit(u, ids[i % len(ids)]),
-            # A diagnostic, not judged: the audited read whose commit does not wait for its WAL flush.
-            "audited_no_flush_wait": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
-        }
-        _say(
-            f"{key}: GET /api/v1/items/<id> with and without audit (and without the flush's wait),"
-            f" {reps * READ_REPS_FACTOR} repetitions"
-            f" over {len(read_items)} items"
-        )
-        read_samples = _interleaved(
-            read_variants,
-            reps=reps * READ_REPS_FACTOR,
-            warmup=warmup,
-            budget_s=budget_s,
-            around={"audited_no_flush_wait": _no_flush_wait},
-        )
-        read_appended = AuditEvent.objects.count() - events_before
-        expected = len(read_samples["audited"]) + len(read_samples["audited_no_flush_wait"]) + 2 * warmup
-        if read_appended != expected:
-            raise SystemExit(f"{key}: {read_appended} audit events for {expected} audited reads")
-
-        # --- The same, as a whole HTTP request (reported beside it; the target is judged on the view) -----
         token, _created = Token.objects.get_or_create(user=user)
         client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
         if http_read(client, read_items[0]) != api_read(user, read_items[0]):
             raise SystemExit(f"{key}: the request and the view return different bodies")
-        request_variants: Variants = {
-            "audited": lambda i, c=client, ids=read_items: http_read(c, ids[i % len(ids)]),
-            "no_audit": lambda i, c=client, ids=read_items: http_read_no_audit(c, ids[i % len(ids)]),
-        }
-        _say(
-            f"{key}: the same GET through the middleware stack with token authentication,"
-            f" {reps * READ_REPS_FACTOR} repetitions"
+        timed[key] = _AuditTimings(
+            audit_variants=audit_variants,
+            read_variants={
+                "audited": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
+                "no_audit": lambda i, u=user, ids=read_items: api_read_no_audit(u, ids[i % len(ids)]),
+                # A diagnostic, not judged: the audited read whose commit does not wait for its WAL flush.
+                "audited_no_flush_wait": lambda i, u=user, ids=read_items: api_read(u, ids[i % len(ids)]),
+            },
+            request_variants={
+                "audited": lambda i, c=client, ids=read_items: http_read(c, ids[i % len(ids)]),
+                "no_audit": lambda i, c=client, ids=read_items: http_read_no_audit(c, ids[i % len(ids)]),
+            },
         )
-        request_samples = _interleaved(request_variants, reps=reps * READ_REPS_FACTOR, warmup=warmup, budget_s=budget_s)
-
         out["users"][key] = {
             "username": user.username,
             "pupils": len(pupils),
@@ -588,27 +657,12 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             "rows_all": rows_all,
             "per_pupil": {name: stats(s) for name, s in pupil_samples.items()},
             "all_items": {name: stats(s) for name, s in all_samples.items()},
-            "audit": {name: stats(s) for name, s in audit_samples.items()},
-            "audit_events_appended": appended,
-            "read": {name: stats(s) for name, s in read_samples.items()},
-            "read_events_appended": read_appended,
-            "request": {name: stats(s) for name, s in request_samples.items()},
             "read_bytes": len(api_read_no_audit(user, read_items[0])),
         }
-        for scope, samples in (
-            ("per pupil", pupil_samples),
-            ("all", all_samples),
-            ("audit", audit_samples),
-            ("read", read_samples),
-            ("request", request_samples),
-        ):
-            summary = ", ".join(
-                f"{name} p50 {stats(s)['p50']:.2f} / p95 {stats(s)['p95']:.2f} ms (n={len(s)})"
-                for name, s in samples.items()
-            )
-            _say(f"{key} {scope}: {summary}")
+        for scope, samples in (("per pupil", pupil_samples), ("all", all_samples)):
+            _say(f"{key} {scope}: {_summary(samples)}")
 
-        # --- Plans (once, after the timings) ----------------------------------------------------
+        # --- Plans (once, after this user's list timings) ---------------------------------------
         first = pupils[0]
         plans = {
             "filtered_pupil": item_list_for_user(user=user, pupil_id=first).order_by(*ORDER)[:PAGE],
@@ -628,6 +682,7 @@ def run(*, load: Path, reps: int, warmup: int, budget_s: float, result: Path) ->
             sql = queryset[0] if isinstance(queryset, tuple) else str(queryset.query)
             out["explain"][key][name] = {"sql": sql, "plan": lines}
             _say(f"{key} EXPLAIN {name}: " + "; ".join(line.strip() for line in lines if "Time:" in line))
+    _audit_blocks(timed, out["users"], reps=reps, warmup=warmup, budget_s=budget_s)
     out["commit_cost"] = _commit_cost(reps)
     _say(
         "commit cost: "
