@@ -85,6 +85,19 @@ def _number(sql: str) -> bytes:
     return numbered
 
 
+def _error_of(result: pq.abc.PGresult, encoding: str) -> psycopg.Error:
+    """The exception psycopg raises for an error ``result``, built with its documented API: the class of the
+    result's SQLSTATE (``psycopg.errors.lookup``; a code this psycopg does not know gives ``DatabaseError``),
+    with the server's message and the result itself (its ``diag``)."""
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("utf-8", "replace")
+    try:
+        kind = psycopg.errors.lookup(state)
+    except KeyError:
+        kind = psycopg.DatabaseError
+    message = (result.error_message or b"").decode(encoding, "replace")
+    return kind(message, info=result, encoding=encoding)
+
+
 @dataclass
 class _Sent:
     """One message the server will answer, in the order sent."""
@@ -216,7 +229,7 @@ class ReadPipeline:
                     raise psycopg.InterfaceError("a read's pipeline answered a statement with its Sync")
                 break
             if status == _ExecStatus.FATAL_ERROR:
-                error = error or psycopg.errors.error_from_result(result, encoding=self.raw.info.encoding)
+                error = error or _error_of(result, self.raw.info.encoding)
             elif status == _ExecStatus.TUPLES_OK and sent.kind == "query":
                 self.tx.set_pgresult(result)
                 rows = self.tx.load_rows(0, result.ntuples, tuple)

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import DataError, connection
+from django.db import DatabaseError, DataError, connection
 from django.test.utils import CaptureQueriesContext
 from psycopg.pq import TransactionStatus
 from rest_framework.exceptions import NotFound
@@ -378,6 +378,31 @@ def test_a_failing_follow_up_rolls_the_read_back(world) -> None:
     with pytest.raises(DataError, match="division by zero"), reading:
         pass
     assert committed_events(item_id=item_id, purpose="broken") == []
+    assert_idle_in_autocommit()
+    assert files.item_read(user=world.users["care_a"], item_id=item_id).decrypted.body == "..."
+
+
+def test_an_error_whose_code_psycopg_does_not_know_rolls_the_read_back(world) -> None:
+    """ACC-5: a server error with an SQLSTATE psycopg has no class for (a function's own code) still ends the
+    read as a database error carrying the server's message and code: no event, no open transaction."""
+    item_id = create(world, "care_a", body="...").json()["id"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION lp_test_made_up_code() RETURNS int LANGUAGE plpgsql AS $$"
+            " BEGIN RAISE EXCEPTION 'refused with a made-up code' USING ERRCODE = 'PX001'; END $$"
+        )
+    try:
+        follow = ("SELECT lp_test_made_up_code()", [])
+        reading = item_reading(user=world.users["care_a"], item_id=item_id, follow=follow, purpose="made-up")
+        with pytest.raises(DatabaseError, match="refused with a made-up code") as raised, reading:
+            pass
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP FUNCTION lp_test_made_up_code()")
+    cause = raised.value.__cause__
+    assert isinstance(cause, psycopg.DatabaseError)
+    assert cause.diag.sqlstate == "PX001"
+    assert committed_events(item_id=item_id, purpose="made-up") == []
     assert_idle_in_autocommit()
     assert files.item_read(user=world.users["care_a"], item_id=item_id).decrypted.body == "..."
 
