@@ -88,14 +88,14 @@ def _number(sql: str) -> bytes:
 def _error_of(result: pq.abc.PGresult, encoding: str) -> psycopg.Error:
     """The exception psycopg raises for an error ``result``, built with its documented API: the class of the
     result's SQLSTATE (``psycopg.errors.lookup``; a code this psycopg does not know gives ``DatabaseError``),
-    with the server's message and the result itself (its ``diag``)."""
+    with the server's primary message (its detail and hint stay in ``diag``, from the result)."""
     state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("utf-8", "replace")
     try:
         kind = psycopg.errors.lookup(state)
     except KeyError:
         kind = psycopg.DatabaseError
-    message = (result.error_message or b"").decode(encoding, "replace")
-    return kind(message, info=result, encoding=encoding)
+    message = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message or b"no error details"
+    return kind(message.decode(encoding, "replace"), info=result, encoding=encoding)
 
 
 @dataclass
