@@ -11,7 +11,7 @@ which is what a project without direct tables runs. Two audit costs: the decisio
 (``item_get_for_user`` vs ``_decide``) and the whole read as the API serves it (``GET /api/v1/items/<id>``
 through the view: decision, audit, decryption, serialization, JSON rendering) with and without the
 audit, switched off for the benchmark only (``_audit_skipped``: the decision's statement without its audit
-event).
+event, no head lock and no append). The whole read's comparison runs in blocks (``_audit_blocks``).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ Targets (the issue's, on the first page of all visible items): filtered p95 <= 2
 >= 20x faster than the generic peer (ratios of p95). The per-pupil page is held to the first two; its
 generic-peer factor is reported (on one pupil's handful of rows guardian's query itself takes a few ms).
 Audit cost (target <= 15 % over no audit), judged on the whole read as the API serves it:
-``GET /api/v1/items/<id>`` through the view (decision and audit in one statement, decryption,
-serialization) with and without the audit (switched off inside the benchmark only), timed in
+``GET /api/v1/items/<id>`` through the view (one libpq pipeline: head lock, decision with its event, key
+fetch, then the append and commit overlapping decryption and serialization) with and without the audit
+(switched off inside the benchmark only), timed in
 ``READ_BLOCKS`` blocks spread over the audit part of the run and judged at p50 and at p95 on the median
 block's overhead (every block and the pooled figures are reported beside it); the decision alone
 (``item_get_for_user`` against ``_decide``) is reported as well, and so is the same GET as a whole HTTP
