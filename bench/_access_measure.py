@@ -51,9 +51,9 @@ def stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-# The whole read with and without audit differ by a few tenths of a millisecond on a ~2 ms call, and the
-# target is judged at p95 too: those two comparisons take this many times the repetitions of the others,
-# so that their p95 is not decided by a handful of samples. Ten: each of the whole read's five blocks
+# The whole read with and without audit differ by a few tenths of a millisecond on a ~2 ms call, and their
+# p95 is reported beside the judged p50: those two comparisons take this many times the repetitions of the
+# others, so that their p95 is not decided by a handful of samples. Ten: each of the whole read's five blocks
 # (``READ_BLOCKS``) has 400 rounds; with 200, one block's overhead at p95 moved by ten points and more from
 # block to block within a run (docs/performance.md, 2026-12-04).
 READ_REPS_FACTOR = 10
