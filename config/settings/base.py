@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "exchange",
+    "exchange.workdays",
     "consent",
     "permissions",
     "api_schema",
